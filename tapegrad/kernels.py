@@ -1,0 +1,619 @@
+"""Numba kernels: scalar ``<op>_fwd`` / ``<op>_bwd`` rules and the loops that apply them.
+
+Every array here is a raveled 1-D view of the arena. Forward kernels assign into ``O``; backward
+kernels read the output gradient ``GO``, reset it to zero (the record is the definition of its
+output, so the gradient is consumed) and accumulate (``+=``) into the input gradients.
+
+The scalar rules are inlined into a few shared loops (one per family) instead of one loop per op:
+with Numba, each separately compiled function costs about 0.15 s of first compile, and
+the loops are the same for every elementwise op.
+"""
+import math
+from functools import partial
+
+import numba
+import numpy as np
+
+from .ops import (OP_ABS, OP_ADD, OP_CLAMP, OP_COS, OP_DIV, OP_EXP, OP_LOG, OP_MAX, OP_MAXIMUM,
+                  OP_MEAN, OP_MIN, OP_MINIMUM, OP_MUL, OP_NEG, OP_NORM, OP_POW, OP_RELU,
+                  OP_ROUND, OP_SIGMOID, OP_SIN, OP_SQRT, OP_SUB, OP_SUM, OP_TANH)
+
+jit = partial(numba.njit, cache=True, nogil=True)     # the one place that sets njit options
+rule = partial(numba.njit, cache=True, inline="always")
+
+
+# ---- unary elementwise rules: <op>_fwd(x) and <op>_bwd(x, out) = d out / d x ----
+@rule
+def neg_fwd(x):
+    return -x
+
+
+@rule
+def neg_bwd(x, out):
+    return -1.0
+
+
+@rule
+def abs_fwd(x):
+    return abs(x)
+
+
+@rule
+def abs_bwd(x, out):
+    return 1.0 if x > 0 else (-1.0 if x < 0 else 0.0)      # sign(x)
+
+
+@rule
+def exp_fwd(x):
+    return math.exp(x)
+
+
+@rule
+def exp_bwd(x, out):
+    return out                                             # d exp(x) = exp(x) dx
+
+
+@rule
+def log_fwd(x):
+    if x < 0:
+        return math.nan
+    if x == 0:
+        return -math.inf
+    return math.log(x)
+
+
+@rule
+def log_bwd(x, out):
+    return 1.0 / x
+
+
+@rule
+def sqrt_fwd(x):
+    return math.sqrt(x) if x >= 0 else math.nan
+
+
+@rule
+def sqrt_bwd(x, out):
+    return 0.5 / out                                       # d sqrt(x) = dx / (2 sqrt(x))
+
+
+@rule
+def sin_fwd(x):
+    return math.sin(x)
+
+
+@rule
+def sin_bwd(x, out):
+    return math.cos(x)
+
+
+@rule
+def cos_fwd(x):
+    return math.cos(x)
+
+
+@rule
+def cos_bwd(x, out):
+    return -math.sin(x)
+
+
+@rule
+def tanh_fwd(x):
+    return math.tanh(x)
+
+
+@rule
+def tanh_bwd(x, out):
+    return 1.0 - out * out
+
+
+@rule
+def sigmoid_fwd(x):
+    if x >= 0:
+        return 1.0 / (1.0 + math.exp(-x))
+    e = math.exp(x)
+    return e / (1.0 + e)
+
+
+@rule
+def sigmoid_bwd(x, out):
+    return out * (1.0 - out)
+
+
+@rule
+def relu_fwd(x):
+    return x if (x > 0 or x != x) else 0.0      # NaN propagates, as torch
+
+
+@rule
+def relu_bwd(x, out):
+    return 1.0 if out > 0 else 0.0
+
+
+@rule
+def round_fwd(x):
+    return np.round(x)                                     # half to even, as torch.round
+
+
+@rule
+def round_bwd(x, out):
+    return 0.0
+
+
+@rule
+def clamp_fwd(x, lo, hi):
+    if x != x:
+        return x
+    return min(max(x, lo), hi)
+
+
+@rule
+def clamp_bwd(x, lo, hi):
+    return 1.0 if lo <= x <= hi else 0.0                   # gradient passes inside [lo, hi]
+
+
+@rule
+def unary_fwd(op, x, p, q):
+    if op == OP_NEG:
+        return neg_fwd(x)
+    elif op == OP_ABS:
+        return abs_fwd(x)
+    elif op == OP_EXP:
+        return exp_fwd(x)
+    elif op == OP_LOG:
+        return log_fwd(x)
+    elif op == OP_SQRT:
+        return sqrt_fwd(x)
+    elif op == OP_SIN:
+        return sin_fwd(x)
+    elif op == OP_COS:
+        return cos_fwd(x)
+    elif op == OP_TANH:
+        return tanh_fwd(x)
+    elif op == OP_SIGMOID:
+        return sigmoid_fwd(x)
+    elif op == OP_RELU:
+        return relu_fwd(x)
+    elif op == OP_ROUND:
+        return round_fwd(x)
+    return clamp_fwd(x, p, q)
+
+
+@rule
+def unary_bwd(op, x, out, p, q):
+    if op == OP_NEG:
+        return neg_bwd(x, out)
+    elif op == OP_ABS:
+        return abs_bwd(x, out)
+    elif op == OP_EXP:
+        return exp_bwd(x, out)
+    elif op == OP_LOG:
+        return log_bwd(x, out)
+    elif op == OP_SQRT:
+        return sqrt_bwd(x, out)
+    elif op == OP_SIN:
+        return sin_bwd(x, out)
+    elif op == OP_COS:
+        return cos_bwd(x, out)
+    elif op == OP_TANH:
+        return tanh_bwd(x, out)
+    elif op == OP_SIGMOID:
+        return sigmoid_bwd(x, out)
+    elif op == OP_RELU:
+        return relu_bwd(x, out)
+    elif op == OP_ROUND:
+        return round_bwd(x, out)
+    return clamp_bwd(x, p, q)
+
+
+# ---- binary elementwise rules: <op>_fwd(a, b) and <op>_bwd(a, b, out) = (d/da, d/db) ----
+@rule
+def add_fwd(a, b):
+    return a + b
+
+
+@rule
+def add_bwd(a, b, out):
+    return 1.0, 1.0
+
+
+@rule
+def sub_fwd(a, b):
+    return a - b
+
+
+@rule
+def sub_bwd(a, b, out):
+    return 1.0, -1.0
+
+
+@rule
+def mul_fwd(a, b):
+    return a * b
+
+
+@rule
+def mul_bwd(a, b, out):
+    return b * 1.0, a * 1.0
+
+
+@rule
+def div_fwd(a, b):
+    if b == 0:
+        if a == 0 or a != a:
+            return math.nan
+        return math.copysign(math.inf, a) * math.copysign(1.0, b)
+    return a / b
+
+
+@rule
+def div_bwd(a, b, out):
+    return 1.0 / b, -a / (b * b * 1.0)                     # d(a/b) = da/b - a db/b^2
+
+
+@rule
+def pow_fwd(a, b):
+    if a < 0 and b != math.floor(b):
+        return math.nan
+    if a == 0 and b < 0:
+        return math.inf
+    return a ** b
+
+
+@rule
+def pow_bwd(a, b, out):
+    # d a^b = b a^(b-1) da + a^b log(a) db; zero where torch masks (b == 0; a == 0 and b >= 0)
+    da = 0.0 if b == 0 else b * pow_fwd(a, b - 1.0)
+    if a == 0 and b >= 0:
+        db = 0.0
+    elif a < 0:
+        db = math.nan
+    else:
+        db = pow_fwd(a, b) * math.log(a)
+    return da, db
+
+
+@rule
+def maximum_fwd(a, b):
+    if a != a or b != b:
+        return a + b
+    return a if a >= b else b
+
+
+@rule
+def maximum_bwd(a, b, out):
+    if a == b:
+        return 0.5, 0.5                                    # ties split the gradient, as torch
+    return (1.0, 0.0) if a > b else (0.0, 1.0)
+
+
+@rule
+def minimum_fwd(a, b):
+    if a != a or b != b:
+        return a + b
+    return a if a <= b else b
+
+
+@rule
+def minimum_bwd(a, b, out):
+    if a == b:
+        return 0.5, 0.5
+    return (1.0, 0.0) if a < b else (0.0, 1.0)
+
+
+@rule
+def binary_fwd(op, a, b):
+    if op == OP_ADD:
+        return add_fwd(a, b)
+    elif op == OP_SUB:
+        return sub_fwd(a, b)
+    elif op == OP_MUL:
+        return mul_fwd(a, b)
+    elif op == OP_DIV:
+        return div_fwd(a, b)
+    elif op == OP_POW:
+        return pow_fwd(a, b)
+    elif op == OP_MAXIMUM:
+        return maximum_fwd(a, b)
+    return minimum_fwd(a, b)
+
+
+@rule
+def binary_bwd(op, a, b, out):
+    if op == OP_ADD:
+        return add_bwd(a, b, out)
+    elif op == OP_SUB:
+        return sub_bwd(a, b, out)
+    elif op == OP_MUL:
+        return mul_bwd(a, b, out)
+    elif op == OP_DIV:
+        return div_bwd(a, b, out)
+    elif op == OP_POW:
+        return pow_bwd(a, b, out)
+    elif op == OP_MAXIMUM:
+        return maximum_bwd(a, b, out)
+    return minimum_bwd(a, b, out)
+
+
+# ---- loops shared by the elementwise families ----
+@rule
+def _advance(idx, shape, s1, s2, i1, i2):
+    """Step a row-major multi-index over `shape`, moving two strided positions along."""
+    k = shape.size - 1
+    while k >= 0:
+        idx[k] += 1
+        i1 += s1[k]
+        i2 += s2[k]
+        if idx[k] < shape[k]:
+            break
+        i1 -= s1[k] * shape[k]
+        i2 -= s2[k] * shape[k]
+        idx[k] = 0
+        k -= 1
+    return i1, i2
+
+
+@jit
+def unary_loop_fwd(op, X, O, p, q):
+    for i in range(O.size):
+        O[i] = unary_fwd(op, X[i], p, q)
+
+
+@jit
+def unary_loop_bwd(op, X, O, GX, GO, p, q):
+    for i in range(O.size):
+        g = GO[i]
+        GO[i] = 0
+        GX[i] += g * unary_bwd(op, X[i], O[i], p, q)
+
+
+@rule
+def _bcast_meta(M, m):
+    nd = M[m]
+    return M[m + 1:m + 1 + nd], M[m + 1 + nd:m + 1 + 2 * nd], M[m + 1 + 2 * nd:m + 1 + 3 * nd]
+
+
+@jit
+def binary_loop_fwd(op, A, B, O, M, m):
+    n = O.size
+    if m < 0:                                   # no broadcasting but size-1 operands
+        sa = 1 if A.size == n else 0
+        sb = 1 if B.size == n else 0
+        for i in range(n):
+            O[i] = binary_fwd(op, A[i * sa], B[i * sb])
+        return
+    shape, sa, sb = _bcast_meta(M, m)
+    idx = np.zeros(shape.size, np.int64)
+    ia = 0
+    ib = 0
+    for o in range(n):
+        O[o] = binary_fwd(op, A[ia], B[ib])
+        ia, ib = _advance(idx, shape, sa, sb, ia, ib)
+
+
+@jit
+def binary_loop_bwd(op, A, B, O, GA, GB, GO, M, m, ga, gb):
+    n = O.size
+    if m < 0:
+        sa = 1 if A.size == n else 0
+        sb = 1 if B.size == n else 0
+        for i in range(n):
+            g = GO[i]
+            GO[i] = 0
+            da, db = binary_bwd(op, A[i * sa], B[i * sb], O[i])
+            if ga:
+                GA[i * sa] += g * da
+            if gb:
+                GB[i * sb] += g * db
+        return
+    shape, sa, sb = _bcast_meta(M, m)
+    idx = np.zeros(shape.size, np.int64)
+    ia = 0
+    ib = 0
+    for o in range(n):
+        g = GO[o]
+        GO[o] = 0
+        da, db = binary_bwd(op, A[ia], B[ib], O[o])
+        if ga:
+            GA[ia] += g * da                    # += over broadcast positions un-broadcasts
+        if gb:
+            GB[ib] += g * db
+        ia, ib = _advance(idx, shape, sa, sb, ia, ib)
+
+
+# ---- reductions: X viewed as (outer, n, inner), reduced over n ----
+@jit
+def reduce_fwd(op, X, O, M, m):
+    outer, n, inner = M[m], M[m + 1], M[m + 2]
+    for o in range(outer):
+        for k in range(inner):
+            base = o * n * inner + k
+            if op == OP_MAX or op == OP_MIN:
+                acc = X[base]
+                for j in range(1, n):
+                    v = X[base + j * inner]
+                    if acc != acc:
+                        break
+                    if v != v or (v > acc if op == OP_MAX else v < acc):
+                        acc = v
+                O[o * inner + k] = acc
+            else:
+                s = 0.0
+                for j in range(n):
+                    v = X[base + j * inner]
+                    s += v * v if op == OP_NORM else v
+                if op == OP_MEAN:
+                    s = s / n
+                elif op == OP_NORM:
+                    s = math.sqrt(s)
+                O[o * inner + k] = s
+
+
+@jit
+def reduce_bwd(op, X, O, GX, GO, M, m):
+    outer, n, inner, spread = M[m], M[m + 1], M[m + 2], M[m + 3]
+    for o in range(outer):
+        for k in range(inner):
+            base = o * n * inner + k
+            g = GO[o * inner + k]
+            GO[o * inner + k] = 0
+            out = O[o * inner + k]
+            if op == OP_SUM:
+                for j in range(n):
+                    GX[base + j * inner] += g
+            elif op == OP_MEAN:
+                for j in range(n):
+                    GX[base + j * inner] += g / n
+            elif op == OP_NORM:                 # d |x| = x / |x| dx, 0 at |x| = 0
+                if out != 0:
+                    for j in range(n):
+                        GX[base + j * inner] += g * X[base + j * inner] / out
+            elif spread:                        # full max/min: ties share the gradient
+                ties = 0
+                for j in range(n):
+                    if X[base + j * inner] == out:
+                        ties += 1
+                for j in range(n):
+                    if X[base + j * inner] == out:
+                        GX[base + j * inner] += g / ties
+            else:                               # max/min over a dim: the first extremum
+                for j in range(n):
+                    if X[base + j * inner] == out:
+                        GX[base + j * inner] += g
+                        break
+
+
+# ---- matmul: batches of (n, k) @ (k, p); batch offsets of A and B follow in M ----
+@jit
+def matmul_fwd(A, B, O, M, m):
+    nb, n, k, p = M[m], M[m + 1], M[m + 2], M[m + 3]
+    for bi in range(nb):
+        oa, ob, oo = M[m + 4 + bi], M[m + 4 + nb + bi], bi * n * p
+        for i in range(n):
+            for j in range(p):
+                O[oo + i * p + j] = 0
+            for l in range(k):
+                av = A[oa + i * k + l]
+                for j in range(p):
+                    O[oo + i * p + j] += av * B[ob + l * p + j]
+
+
+@jit
+def matmul_bwd(A, B, GA, GB, GO, M, m, ga, gb):
+    nb, n, k, p = M[m], M[m + 1], M[m + 2], M[m + 3]
+    for bi in range(nb):
+        oa, ob, oo = M[m + 4 + bi], M[m + 4 + nb + bi], bi * n * p
+        for i in range(n):
+            for l in range(k):
+                av = A[oa + i * k + l]
+                s = 0.0
+                for j in range(p):
+                    g = GO[oo + i * p + j]
+                    s += g * B[ob + l * p + j]      # dA = G B^T
+                    if gb:
+                        GB[ob + l * p + j] += av * g  # dB = A^T G
+                if ga:
+                    GA[oa + i * k + l] += s
+        for i in range(n * p):
+            GO[oo + i] = 0
+
+
+# ---- data movement ----
+@rule
+def _strided_meta(M, m):
+    nd = M[m]
+    return M[m + 1:m + 1 + nd], M[m + 1 + nd:m + 1 + 2 * nd], M[m + 1 + 2 * nd]
+
+
+@jit
+def strided_fwd(X, O, M, m):
+    shape, st, base = _strided_meta(M, m)
+    idx = np.zeros(shape.size, np.int64)
+    ix = base
+    for o in range(O.size):
+        O[o] = X[ix]
+        ix, _ = _advance(idx, shape, st, st, ix, 0)
+
+
+@jit
+def strided_bwd(GX, GO, M, m):
+    shape, st, base = _strided_meta(M, m)
+    idx = np.zeros(shape.size, np.int64)
+    ix = base
+    for o in range(GO.size):
+        GX[ix] += GO[o]
+        GO[o] = 0
+        ix, _ = _advance(idx, shape, st, st, ix, 0)
+
+
+@rule
+def _region(M, m):
+    shape, dst, base = _strided_meta(M, m)
+    nd = shape.size
+    n = 1
+    for d in range(nd):
+        n *= shape[d]
+    return shape, dst, base, M[m + 2 + 2 * nd:m + 2 + 3 * nd], n
+
+
+@jit
+def setstrided_fwd(S, D, M, m):
+    shape, dst, base, src, n = _region(M, m)
+    idx = np.zeros(shape.size, np.int64)
+    i_d = base
+    i_s = 0
+    for _ in range(n):
+        D[i_d] = S[i_s]
+        i_d, i_s = _advance(idx, shape, dst, src, i_d, i_s)
+
+
+@jit
+def setstrided_bwd(GS, GD, M, m, gs):
+    shape, dst, base, src, n = _region(M, m)
+    idx = np.zeros(shape.size, np.int64)
+    i_d = base
+    i_s = 0
+    for _ in range(n):
+        if gs:
+            GS[i_s] += GD[i_d]
+        GD[i_d] = 0                             # the region was overwritten
+        i_d, i_s = _advance(idx, shape, dst, src, i_d, i_s)
+
+
+@jit
+def index_fwd(X, O, M, m):
+    count, inner = M[m], M[m + 1]
+    for r in range(count):
+        src = M[m + 2 + r]
+        for j in range(inner):
+            O[r * inner + j] = X[src + j]
+
+
+@jit
+def index_bwd(GX, GO, M, m):
+    count, inner = M[m], M[m + 1]
+    for r in range(count):
+        src = M[m + 2 + r]
+        for j in range(inner):
+            GX[src + j] += GO[r * inner + j]    # repeated rows accumulate
+            GO[r * inner + j] = 0
+
+
+@jit
+def copy_fwd(X, O):
+    for i in range(O.size):
+        O[i] = X[i]
+
+
+@jit
+def copy_bwd(GX, GO, gx):
+    for i in range(GO.size):
+        if gx:
+            GX[i] += GO[i]
+        GO[i] = 0
+
+
+@jit
+def fill_fwd(O, v):
+    for i in range(O.size):
+        O[i] = v

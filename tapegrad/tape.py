@@ -1,0 +1,270 @@
+"""The tape: integer records, the slot table and the arenas that hold tensor values.
+
+Invariants:
+- A slot is a fixed block of one float arena (dtype code 0 = float32, 1 = float64); a tensor
+  names its slot, aliases (``.data``, ``view``, ``detach``) share it. Slots are reference-counted
+  by the tensors that name them; a slot whose last tensor dies while records exist is freed only
+  when the tape is reset, so no record ever sees a slot reused under it.
+- Records run in order. The forward is deferred: ops append records, and ``flush()`` runs the
+  pending ones in one compiled call before any value is read.
+- The tape is reset (emptied) whenever no record is pending and no differentiable record is
+  still live, which in a training loop is right after each ``backward()``.
+"""
+import weakref
+
+import numpy as np
+
+from .interpret import GRAPH_FREED, VERSION_CHANGED, run_forward, run_reverse
+from .ops import DIFF, FREED, NF, OPS
+
+NP_FLOATS = (np.float32, np.float64)
+
+
+def _grown(a, need, fill=0):
+    new = np.full(max(need, 2 * len(a)), fill, dtype=a.dtype)
+    new[:len(a)] = a
+    return new
+
+
+class Tape:
+    def __init__(self):
+        self.F = [np.zeros(4096, t) for t in NP_FLOATS]     # values
+        self.G = [np.zeros(4096, t) for t in NP_FLOATS]     # gradients, same offsets
+        self.top = [0, 0]
+        cap = 1024
+        self.off = np.zeros(cap, np.int64)
+        self.size = np.zeros(cap, np.int64)
+        self.dt = np.zeros(cap, np.int64)
+        self.leaf = np.zeros(cap, np.int8)          # slot of a leaf that requires grad
+        self.retain = np.zeros(cap, np.int8)        # slot of a non-leaf with retain_grad()
+        self.grad_of = np.full(cap, -1, np.int64)   # slot holding the .grad of this slot
+        self.ver = np.zeros(cap, np.int64)          # version counter, bumped by in-place ops
+        self.needs = np.zeros(cap, np.int8)         # scratch for the reverse interpreter
+        self.nslots = 0
+        self.key = []                               # (dtype code, size) of each slot
+        self.refs = []                              # tensors naming each slot
+        self.free = {}                              # (dtype code, size) -> free slot ids
+        self.deferred = []                          # freed while records may refer to them
+        self.flagged = set()                        # slots with leaf/retain/grad_of set
+        self.owners = {}                            # slot -> weakref of the tensor owning .grad
+        self.rows = []                              # records not yet synced, NF ints each
+        self.shapes = []                            # output shape of each record (dump only)
+        self.R = np.zeros((1024, NF), np.int64)
+        self.meta = []                              # op metadata (shapes, strides, offsets)
+        self.M = np.zeros(1024, np.int64)
+        self.consts = ([], [])                      # immediates per dtype code
+        self.C = [np.zeros(256, t) for t in NP_FLOATS]
+        self.n = 0              # records
+        self.synced = 0         # records copied into R
+        self.done = 0           # records executed
+        self.nmeta = 0
+        self.nconst = [0, 0]
+        self.n_live = 0         # differentiable records not yet freed
+        self.epoch = 0          # bumped at every reset; records of older epochs are gone
+
+    # ---- slots ----
+    def alloc(self, dt, n):
+        free = self.free.get((dt, n))
+        if free:
+            return free.pop()
+        s = self.nslots
+        if s == len(self.off):
+            self._grow_slots(s + 1)
+        o = self.top[dt]
+        if o + n > len(self.F[dt]):
+            self.F[dt] = _grown(self.F[dt], o + n)
+            self.G[dt] = np.zeros(len(self.F[dt]), NP_FLOATS[dt])   # all zero between calls
+        self.top[dt] = o + n
+        self.off[s] = o
+        self.size[s] = n
+        self.dt[s] = dt
+        self.key.append((dt, n))
+        self.refs.append(0)
+        self.nslots = s + 1
+        return s
+
+    def _grow_slots(self, need):
+        for name in ("off", "size", "dt", "leaf", "retain", "ver", "needs"):
+            setattr(self, name, _grown(getattr(self, name), need))
+        self.grad_of = _grown(self.grad_of, need, -1)
+
+    def release(self, s):
+        self.refs[s] -= 1
+        if self.refs[s] == 0:
+            if self.n:
+                self.deferred.append(s)
+            else:
+                self._free(s)
+
+    def _free(self, s):
+        if s in self.flagged:
+            self.flagged.discard(s)
+            self.leaf[s] = self.retain[s] = 0
+            self.grad_of[s] = -1
+            self.owners.pop(s, None)
+        self.free.setdefault(self.key[s], []).append(s)
+
+    def set_leaf(self, s, tensor, flag):
+        self.leaf[s] = flag
+        self.flagged.add(s)
+        if flag:
+            self.owners[s] = weakref.ref(tensor)
+
+    def set_grad_of(self, s, g):
+        self.grad_of[s] = g
+        self.flagged.add(s)
+
+    def value(self, s):
+        """The raveled value of slot s (a view into the arena), after running pending records."""
+        if self.done != self.n:
+            self.flush()
+        o = self.off[s]
+        return self.F[self.key[s][0]][o:o + self.key[s][1]]
+
+    # ---- records ----
+    def const(self, dt, v):
+        """The slot id naming immediate v (a Python number) cast to dtype code dt."""
+        c = self.consts[dt]
+        c.append(v)
+        return -len(c) - self.nconst[dt]
+
+    def add_meta(self, values):
+        i = self.nmeta + len(self.meta)
+        self.meta.extend(values)
+        return i
+
+    def record(self, op, a, b, out, shape, aux=-1, flags=0, va=0, vb=0):
+        self.rows.extend((op, a, b, out, aux, flags, va, vb))
+        self.shapes.append(shape)
+        if flags & DIFF:
+            self.n_live += 1
+        self.n += 1
+        return self.n - 1
+
+    def _sync(self):
+        n0, n1 = self.synced, self.n
+        if n1 > n0:
+            if n1 > len(self.R):
+                R = np.zeros((max(n1, 2 * len(self.R)), NF), np.int64)
+                R[:n0] = self.R[:n0]
+                self.R = R
+            self.R[n0:n1] = np.array(self.rows, np.int64).reshape(-1, NF)
+            self.rows.clear()
+            self.synced = n1
+        if self.meta:
+            m0, m1 = self.nmeta, self.nmeta + len(self.meta)
+            if m1 > len(self.M):
+                self.M = _grown(self.M, m1)
+            self.M[m0:m1] = self.meta
+            self.meta.clear()
+            self.nmeta = m1
+        for dt in (0, 1):
+            c = self.consts[dt]
+            if c:
+                k0, k1 = self.nconst[dt], self.nconst[dt] + len(c)
+                if k1 > len(self.C[dt]):
+                    self.C[dt] = _grown(self.C[dt], k1)
+                self.C[dt][k0:k1] = c
+                c.clear()
+                self.nconst[dt] = k1
+
+    def flush(self):
+        """Run every pending record."""
+        if self.done == self.n:
+            return
+        self._sync()
+        run_forward(self.R, self.done, self.n, self.M, self.off, self.size, self.dt,
+                    self.F[0], self.C[0], self.F[1], self.C[1])
+        self.done = self.n
+        if self.n_live == 0:
+            self.reset()
+
+    def reset(self):
+        self.rows.clear()
+        self.shapes.clear()
+        self.meta.clear()
+        for c in self.consts:
+            c.clear()
+        self.n = self.synced = self.done = self.nmeta = 0
+        self.nconst = [0, 0]
+        self.n_live = 0
+        self.epoch += 1
+        for s in self.deferred:
+            if self.refs[s] == 0:
+                self._free(s)
+        self.deferred.clear()
+
+    # ---- backward ----
+    def backward(self, rec, seed, grad, retain_graph, grad_of=None, retain=None):
+        """Seed G[seed] with grad (raveled) and run the reverse interpreter from record rec.
+
+        `grad_of` and `retain` may replace the slot table's (autograd.grad collects gradients
+        without touching any .grad)."""
+        self.flush()
+        self._sync()
+        dt = self.key[seed][0]
+        o = self.off[seed]
+        self.G[dt][o:o + self.key[seed][1]] = grad
+        status, bad, n_freed, reached = run_reverse(
+            self.R, rec, seed, self.M, self.off, self.size, self.dt, self.leaf,
+            self.retain if retain is None else retain,
+            self.grad_of if grad_of is None else grad_of, self.ver, self.F[0], self.C[0], self.G[0], self.F[1], self.C[1],
+            self.G[1], self.needs, retain_graph)
+        self.n_live -= n_freed
+        if status:
+            for G in self.G:
+                G[:] = 0
+            if status == GRAPH_FREED:
+                raise RuntimeError(
+                    "Trying to backward through the graph a second time (or directly access "
+                    "saved tensors after they have already been freed). Saved intermediate "
+                    "values of the graph are freed when you call .backward() or autograd.grad()."
+                    " Specify retain_graph=True if you need to backward through the graph a "
+                    "second time or if you need to access saved tensors after calling backward.")
+            op = OPS[int(self.R[bad, 0])]
+            raise RuntimeError(
+                "one of the variables needed for gradient computation has been modified by an "
+                f"inplace operation: the input of {op.grad_fn} (record {bad}) is at a newer "
+                "version than when it was saved. Hint: the operation that failed to compute its "
+                "gradient is the in-place one that modified it.")
+        new, retained = [], []
+        target = new
+        for s in reached.tolist():
+            if s < 0:
+                target = retained
+            else:
+                target.append(s)
+        if self.n_live == 0 and self.done == self.n:
+            self.reset()
+        return new, retained
+
+    def take_grad(self, s):
+        """Move the gradient left in G[s] into a fresh slot, for a new .grad tensor."""
+        dt, n = self.key[s]
+        g = self.alloc(dt, n)
+        o, og = self.off[s], self.off[g]
+        self.F[dt][og:og + n] = self.G[dt][o:o + n]
+        self.G[dt][o:o + n] = 0
+        return g
+
+    # ---- inspection ----
+    def dump(self, file=None):
+        """Print one line per record: `i: op a b -> out shape-size dtype [flags]`."""
+        self._sync()
+        lines = []
+        for i in range(self.n):
+            op, a, b, out, aux, flags = (int(v) for v in self.R[i, :6])
+            names = [f"s{s}" if s >= 0 else f"c{-s - 1}" for s in (a, b) if s != NONE]
+            dt = "float32" if self.key[out][0] == 0 else "float64"
+            tags = ("grad " if flags & DIFF else "") + ("freed " if flags & FREED else "")
+            tags += "" if i < self.done else "pending"
+            lines.append(f"{i}: {OPS[op].name} {' '.join(names)} -> s{out} "
+                         f"{self.shapes[i]} {dt} {tags.strip()}".rstrip())
+        text = "\n".join(lines)
+        print(text, file=file)
+        return text
+
+
+NONE = -(1 << 40)   # slot id meaning "no input"
+
+TAPE = Tape()

@@ -1,0 +1,1553 @@
+"""The Tensor front end: PyTorch names over the tape.
+
+Float tensors (float32, float64) live in tape slots and every op on them appends one record.
+Integer and bool tensors are never differentiable: they hold a NumPy array and compute eagerly.
+"""
+import math
+from collections import namedtuple
+
+import numpy as np
+
+from . import dtypes as D
+from .dtypes import Size, _Mode
+from .ops import (DIFF, GA, GB, OP_ABS, OP_ADD, OP_CAST, OP_CLAMP, OP_COPY, OP_COS, OP_DIV,
+                  OP_EXP, OP_FILL, OP_INDEX, OP_LOG, OP_MATMUL, OP_MAX, OP_MAXIMUM, OP_MEAN,
+                  OP_MIN, OP_MINIMUM, OP_MUL, OP_NEG, OP_NORM, OP_POW, OP_RELU, OP_ROUND,
+                  OP_SETSTRIDED, OP_SIGMOID, OP_SIN, OP_SQRT, OP_STRIDED, OP_SUB, OP_SUM, OP_TANH,
+                  OPS, SAVE_A, SAVE_B, SAVE_OUT)
+from .tape import NONE, TAPE
+
+_new = object.__new__
+_MinMax = namedtuple("max", ["values", "indices"])
+_NUMBER = (int, float, bool, np.number, np.bool_)
+_NP_BINARY = {OP_ADD: np.add, OP_SUB: np.subtract, OP_MUL: np.multiply, OP_DIV: np.true_divide,
+              OP_POW: np.power, OP_MAXIMUM: np.maximum, OP_MINIMUM: np.minimum}
+
+
+def _prod(shape):
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+def _contiguous_strides(shape):
+    st, acc = [], 1
+    for d in reversed(shape):
+        st.append(acc)
+        acc *= d
+    return st[::-1]
+
+
+def _dim(d, nd, op="dim"):
+    n = max(nd, 1)
+    if not -n <= d < n:
+        raise IndexError(f"Dimension out of range (expected to be in range of [{-n}, {n - 1}], "
+                         f"but got {d}) in {op}")
+    return d % n
+
+
+def _make(slot, shape, dt, rg=False, rec=-1, fn=None, cls=None):
+    t = _new(cls or Tensor)
+    t._slot = slot
+    t._shape = shape
+    t._dt = dt
+    t._rg = rg
+    t._rec = rec
+    t._fn = fn
+    t._epoch = TAPE.epoch
+    t._grad = None
+    t._np = None
+    t._vt = True
+    TAPE.refs[slot] += 1
+    return t
+
+
+def _make_np(arr, dt=None):
+    t = _new(Tensor)
+    t._slot = -1
+    t._np = arr
+    t._shape = arr.shape
+    t._dt = dt or D.from_np(arr.dtype)
+    t._rg = False
+    t._rec = -1
+    t._fn = None
+    t._epoch = 0
+    t._grad = None
+    t._vt = True
+    return t
+
+
+def _from_array(arr, dt, requires_grad=False):
+    """A new tensor holding a copy of NumPy array `arr` as dtype `dt`."""
+    if not dt.is_floating_point:
+        if requires_grad:
+            raise RuntimeError("Only Tensors of floating point and complex dtype can require "
+                               "gradients")
+        return _make_np(np.array(arr, dtype=dt.np, copy=True), dt)
+    arr = np.asarray(arr)
+    s = TAPE.alloc(dt.code, arr.size)
+    o = TAPE.off[s]
+    TAPE.F[dt.code][o:o + arr.size] = arr.reshape(-1)
+    t = _make(s, tuple(arr.shape), dt)
+    if requires_grad:
+        t.requires_grad_(True)
+    return t
+
+
+def _new_out(dt, shape):
+    return TAPE.alloc(dt.code, _prod(shape))
+
+
+def _record(op, a, b, out_shape, dt, rg, fn, aux=-1, saves=0, ga=False, gb=False):
+    """Append one record computing a new slot from tensors/immediates a, b (slot ids)."""
+    s = TAPE.alloc(dt.code, _prod(out_shape))
+    flags = va = vb = 0
+    if rg:
+        flags = DIFF | (GA if ga else 0) | (GB if gb else 0) | saves
+        if saves & SAVE_A:
+            va = int(TAPE.ver[a])
+        if saves & SAVE_B:
+            vb = int(TAPE.ver[b])
+        elif saves & SAVE_OUT:
+            vb = int(TAPE.ver[s])
+    rec = TAPE.record(op, a, b, s, out_shape, aux, flags, va, vb)
+    if rg:
+        return _make(s, out_shape, dt, True, rec, fn or OPS[op].grad_fn)
+    return _make(s, out_shape, dt)
+
+
+def _bump(t):
+    if t._vt:
+        TAPE.ver[t._slot] += 1
+
+
+# ---- operand handling and type promotion ----
+def _tensor_of(v, dt=None):
+    if isinstance(v, Tensor):
+        return v
+    if isinstance(v, np.ndarray):
+        return _from_array(v, dt or D.from_np(v.dtype))
+    return tensor(v, dtype=dt)
+
+
+def _promote_pair(a, b):
+    ca, cb = D.category(a), D.category(b)
+    if ca != cb:
+        return a if ca > cb else b
+    return D.from_np(np.promote_types(a.np, b.np))
+
+
+def _result_dtype(x, y):
+    """torch.result_type for a tensor x and a tensor or Python number y."""
+    if not isinstance(y, Tensor):
+        if isinstance(y, (bool, np.bool_)):
+            return x._dt
+        if isinstance(y, (int, np.integer)):
+            return x._dt if not x._dt.is_bool else D.int64
+        if isinstance(y, (float, np.floating)):
+            return x._dt if x._dt.is_floating_point else D.get_default_dtype()
+        raise TypeError(f"unsupported operand type {type(y).__name__} for a Tensor")
+    if x._dt is y._dt:
+        return x._dt
+    dx, dy = len(x._shape) > 0, len(y._shape) > 0
+    if dx == dy:
+        return _promote_pair(x._dt, y._dt)
+    d, z = (x, y) if dx else (y, x)         # a 0-d tensor only wins with a higher category
+    return z._dt if D.category(z._dt) > D.category(d._dt) else d._dt
+
+
+def _as_float(t, dt):
+    """Tensor t as float dtype dt: itself, a differentiable cast, or a constant copy."""
+    if t._dt is dt:
+        return t
+    if t._slot < 0:
+        return _from_array(t._np, dt)
+    rg = t._rg and _Mode.enabled
+    return _record(OP_CAST, t._slot, NONE, t._shape, dt, rg, "ToCopyBackward0", ga=rg)
+
+
+def _broadcast(sa, sb, name):
+    """Output shape and metadata index (-1: elementwise or size-1 operands) of a broadcast."""
+    if sa == sb:
+        return sa, -1
+    nd = max(len(sa), len(sb))
+    pa = (1,) * (nd - len(sa)) + tuple(sa)
+    pb = (1,) * (nd - len(sb)) + tuple(sb)
+    out = []
+    for i in range(nd):
+        p, q = pa[i], pb[i]
+        if p == q or q == 1:
+            out.append(p)
+        elif p == 1:
+            out.append(q)
+        else:
+            raise RuntimeError(
+                f"The size of tensor a ({p}) must match the size of tensor b ({q}) at "
+                f"non-singleton dimension {i} (in {name} with shapes {list(sa)} and {list(sb)})")
+    out = tuple(out)
+    n, na, nb = _prod(out), _prod(sa), _prod(sb)
+    if (na == n or na == 1) and (nb == n or nb == 1):
+        return out, -1
+    ca, cb = _contiguous_strides(pa), _contiguous_strides(pb)
+    sta = [ca[i] if pa[i] == out[i] else 0 for i in range(nd)]
+    stb = [cb[i] if pb[i] == out[i] else 0 for i in range(nd)]
+    return out, TAPE.add_meta([nd, *out, *sta, *stb])
+
+
+def _binary_saves(op, ga, gb):
+    if op == OP_MUL:
+        return (SAVE_A if gb else 0) | (SAVE_B if ga else 0)
+    if op == OP_DIV:
+        return SAVE_B | (SAVE_A if gb else 0)
+    if op in (OP_ADD, OP_SUB):
+        return 0
+    return SAVE_A | SAVE_B
+
+
+def _binary(op, x, y, fn=None, reverse=False):
+    """x (a Tensor) op y (a Tensor or Python number); reverse computes y op x."""
+    if isinstance(y, (list, tuple, np.ndarray)):
+        y = _tensor_of(y)
+    dt = _result_dtype(x, y)
+    if op == OP_DIV and not dt.is_floating_point:
+        dt = D.get_default_dtype()
+    if not dt.is_floating_point:
+        return _binary_numpy(op, x, y, dt, reverse)
+    xa = _as_float(x, dt)
+    if isinstance(y, Tensor):
+        yb = _as_float(y, dt)
+        sy, shape_y, rgy = yb._slot, yb._shape, yb._rg
+    else:
+        sy, shape_y, rgy = TAPE.const(dt.code, float(y)), (), False
+    sx, shape_x, rgx = xa._slot, xa._shape, xa._rg
+    if reverse:
+        sx, sy, shape_x, shape_y, rgx, rgy = sy, sx, shape_y, shape_x, rgy, rgx
+    out, aux = _broadcast(shape_x, shape_y, OPS[op].name)
+    rg = (rgx or rgy) and _Mode.enabled
+    saves = _binary_saves(op, rgx, rgy) if rg else 0
+    if sx < 0:
+        saves &= ~SAVE_A
+    if sy < 0:
+        saves &= ~SAVE_B
+    return _record(op, sx, sy, out, dt, rg, fn, aux, saves, rgx, rgy)
+
+
+def _binary_numpy(op, x, y, dt, reverse):
+    a = x._value()
+    b = y._value() if isinstance(y, Tensor) else y
+    if reverse:
+        a, b = b, a
+    try:
+        _broadcast(np.shape(a), np.shape(b), OPS[op].name)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r = _NP_BINARY[op](a, b)
+    except ValueError as e:
+        raise RuntimeError(f"{OPS[op].name}: {e}") from None
+    return _make_np(np.asarray(r).astype(dt.np, copy=False), dt)
+
+
+def _unary(op, x, fn=None, params=None):
+    if not x._dt.is_floating_point:
+        if op in (OP_NEG, OP_ABS, OP_RELU, OP_ROUND, OP_CLAMP):
+            ref = OPS[op].ref if op != OP_CLAMP else (lambda v: np.clip(v, *params))
+            return _make_np(np.asarray(ref(x._np)).astype(x._dt.np), x._dt)
+        x = _as_float(x, D.get_default_dtype())
+    aux = -1
+    if params is not None:
+        aux = -TAPE.const(x._dt.code, params[0]) - 1
+        TAPE.const(x._dt.code, params[1])
+    rg = x._rg and _Mode.enabled
+    return _record(op, x._slot, NONE, x._shape, x._dt, rg, fn, aux,
+                   OPS[op].saves if rg else 0, rg)
+
+
+def _reduce(op, x, dim=None, keepdim=False, fn=None, spread=None):
+    if not x._dt.is_floating_point:
+        if op in (OP_SUM, OP_MAX, OP_MIN):
+            ref = {OP_SUM: np.sum, OP_MAX: np.max, OP_MIN: np.min}[op]
+            dt = D.int64 if op == OP_SUM and not x._dt.is_floating_point else x._dt
+            r = ref(x._np, axis=dim, keepdims=keepdim)
+            return _make_np(np.asarray(r).astype(dt.np), dt)
+        raise RuntimeError(f"{OPS[op].name}(): could not infer output dtype. Input dtype must be "
+                           f"either a floating point or complex dtype. Got: {x._dt.name.title()}")
+    shape = x._shape
+    if isinstance(dim, (tuple, list)):
+        if op in (OP_SUM, OP_MEAN) and len(dim) > 0:
+            dims = sorted({_dim(d, len(shape), OPS[op].name) for d in dim}, reverse=True)
+            r = x
+            for d in dims:
+                r = _reduce(op, r, d, keepdim, fn)
+            return r
+        if len(dim) == 1:
+            dim = dim[0]
+        elif len(dim) == 0:
+            dim = None
+        else:
+            raise NotImplementedError(f"{OPS[op].name} over several dims")
+    if dim is None:
+        outer, n, inner = 1, _prod(shape), 1
+        out = tuple(1 for _ in shape) if keepdim else ()
+    else:
+        d = _dim(dim, len(shape), OPS[op].name)
+        n = shape[d] if shape else 1
+        outer, inner = _prod(shape[:d]), _prod(shape[d + 1:])
+        out = shape[:d] + ((1,) if keepdim else ()) + shape[d + 1:] if shape else ()
+    if n == 0 and op in (OP_MAX, OP_MIN):
+        raise IndexError(f"{OPS[op].name}(): Expected reduction dim to be specified for "
+                         f"input.numel() == 0 (shape {list(shape)})")
+    if spread is None:
+        spread = dim is None
+    aux = TAPE.add_meta([outer, n, inner, int(spread)])
+    rg = x._rg and _Mode.enabled
+    return _record(op, x._slot, NONE, out, x._dt, rg, fn, aux, OPS[op].saves if rg else 0, rg)
+
+
+def _strided(x, shape, strides, base, fn):
+    """A copy of the strided view (shape, element strides, base offset) of x."""
+    nd = len(shape)
+    aux = TAPE.add_meta([nd, *shape, *strides, base])
+    rg = x._rg and _Mode.enabled
+    return _record(OP_STRIDED, x._slot, NONE, tuple(shape), x._dt, rg, fn, aux, 0, rg)
+
+
+def _alias(x, shape, fn):
+    """A tensor sharing x's slot with another shape (view, reshape, unsqueeze...)."""
+    if x._slot < 0:
+        return _make_np(x._np.reshape(shape), x._dt)
+    rg = x._rg and _Mode.enabled
+    t = _make(x._slot, shape, x._dt, rg, x._rec if rg else -1, fn if rg else None)
+    t._epoch = x._epoch
+    return t
+
+
+def _infer_shape(shape, n, op="view"):
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list, Size)):
+        shape = tuple(shape[0])
+    shape = tuple(int(s) for s in shape)
+    if shape.count(-1) > 1:
+        raise RuntimeError("only one dimension can be inferred")
+    if -1 in shape:
+        rest = _prod(s for s in shape if s != -1)
+        if rest == 0 or n % rest:
+            raise RuntimeError(f"shape '{list(shape)}' is invalid for input of size {n} ({op})")
+        shape = tuple(n // rest if s == -1 else s for s in shape)
+    if _prod(shape) != n or any(s < 0 for s in shape):
+        raise RuntimeError(f"shape '{list(shape)}' is invalid for input of size {n} ({op})")
+    return shape
+
+
+# ---- indexing ----
+_FAKE = np.zeros(1, np.uint8)
+
+
+def _basic_view(shape, idx):
+    """(shape, element strides, base offset) of x[idx] for basic indices, computed by NumPy on
+    a strided stand-in that owns no data (only its metadata is read)."""
+    st = _contiguous_strides(shape)
+    fake = np.lib.stride_tricks.as_strided(_FAKE, shape=shape, strides=st, writeable=False)
+    if not any(i is Ellipsis for i in idx):
+        idx = idx + (Ellipsis,)                 # a 0-d view, never a NumPy scalar
+    v = fake[idx]
+    base = v.__array_interface__["data"][0] - fake.__array_interface__["data"][0]
+    return tuple(v.shape), list(v.strides), base
+
+
+def _is_basic(i):
+    return i is None or i is Ellipsis or isinstance(i, (slice, int, np.integer)) and \
+        not isinstance(i, (bool, np.bool_))
+
+
+def _index_arg(i):
+    if isinstance(i, Tensor):
+        if i._dt.is_floating_point:
+            raise IndexError("tensors used as indices must be long, int, byte or bool tensors")
+        return i._value()
+    if isinstance(i, (list, np.ndarray)):
+        a = np.asarray(i)
+        if a.dtype.kind == "f":
+            raise IndexError("tensors used as indices must be long, int, byte or bool tensors")
+        return a
+    return i
+
+
+def _numpy_index_error(e, shape):
+    msg = str(e).replace("axis", "dimension")
+    return IndexError(f"{msg} (indexing a tensor of shape {list(shape)})")
+
+
+def _rows(x, idx):
+    """x[idx] for an integer array on dim 0: one INDEX record of row offsets."""
+    n0 = x._shape[0] if x._shape else 0
+    if idx.dtype == np.bool_:
+        return None
+    if idx.size and (idx.max() >= n0 or idx.min() < -n0):
+        bad = int(idx.max()) if idx.max() >= n0 else int(idx.min())
+        raise IndexError(f"index {bad} is out of bounds for dimension 0 with size {n0}")
+    inner = _prod(x._shape[1:])
+    aux = TAPE.add_meta([idx.size, inner, *((idx.reshape(-1) % max(n0, 1)) * inner).tolist()])
+    rg = x._rg and _Mode.enabled
+    return _record(OP_INDEX, x._slot, NONE, tuple(idx.shape) + x._shape[1:], x._dt, rg,
+                   "IndexBackward0", aux, 0, rg)
+
+
+def _getitem(x, idx):
+    if not isinstance(idx, tuple):
+        idx = (idx,)
+    idx = tuple(_index_arg(i) for i in idx)
+    if x._slot < 0:
+        try:
+            return _make_np(np.array(x._np[idx]), x._dt)
+        except IndexError as e:
+            raise _numpy_index_error(e, x._shape) from None
+    if all(_is_basic(i) for i in idx):
+        try:
+            shape, strides, base = _basic_view(x._shape, idx)
+        except IndexError as e:
+            raise _numpy_index_error(e, x._shape) from None
+        if any(isinstance(i, slice) and i.step is not None and i.step <= 0 for i in idx):
+            raise ValueError("step must be greater than zero")
+        if _prod(shape) == _prod(x._shape) and base == 0 and \
+                strides == _contiguous_strides(shape):
+            return _alias(x, shape, "AliasBackward0")
+        fn = "SelectBackward0" if any(isinstance(i, (int, np.integer)) for i in idx) \
+            else "SliceBackward0"
+        return _strided(x, shape, strides, base, fn)
+    if len(idx) == 1 and isinstance(idx[0], np.ndarray) and idx[0].dtype != np.bool_:
+        return _rows(x, idx[0])
+    if x._dt.is_floating_point and _prod(x._shape) > 50_000_000:
+        raise NotImplementedError("advanced indexing other than rows of a very large tensor")
+    try:
+        src = np.arange(_prod(x._shape)).reshape(x._shape)[idx]
+    except IndexError as e:
+        raise _numpy_index_error(e, x._shape) from None
+    aux = TAPE.add_meta([src.size, 1, *src.reshape(-1).tolist()])
+    rg = x._rg and _Mode.enabled
+    return _record(OP_INDEX, x._slot, NONE, tuple(src.shape), x._dt, rg, "IndexBackward0", aux,
+                   0, rg)
+
+
+def _check_inplace(t, other_rg=False):
+    if _Mode.enabled and t._rg and t._fn is None:
+        raise RuntimeError("a leaf Variable that requires grad is being used in an in-place "
+                           "operation.")
+
+
+def _setitem(x, idx, value):
+    _check_inplace(x)
+    if not isinstance(idx, tuple):
+        idx = (idx,)
+    idx = tuple(_index_arg(i) for i in idx)
+    if x._slot < 0:
+        v = value._value() if isinstance(value, Tensor) else value
+        try:
+            x._np[idx] = v
+        except IndexError as e:
+            raise _numpy_index_error(e, x._shape) from None
+        return
+    if not all(_is_basic(i) for i in idx):
+        if isinstance(value, Tensor) and value._rg:
+            raise NotImplementedError("assigning a tensor that requires grad through advanced "
+                                      "indexing (index_put) is not supported yet")
+        arr = x._value().reshape(x._shape)
+        try:
+            arr[idx] = value._value() if isinstance(value, Tensor) else value
+        except IndexError as e:
+            raise _numpy_index_error(e, x._shape) from None
+        _bump(x)
+        return
+    try:
+        shape, strides, base = _basic_view(x._shape, idx)
+    except IndexError as e:
+        raise _numpy_index_error(e, x._shape) from None
+    if isinstance(value, Tensor):
+        v = _as_float(value, x._dt)
+        src, vshape, vrg = v._slot, v._shape, v._rg
+    else:
+        src, vshape, vrg = TAPE.const(x._dt.code, float(value)), (), False
+    if len(vshape) > len(shape) and all(d == 1 for d in vshape[:len(vshape) - len(shape)]):
+        vshape = vshape[len(vshape) - len(shape):]
+    out, _ = _broadcast(shape, vshape, "copy_") if vshape != shape else (shape, -1)
+    if out != tuple(shape):
+        raise RuntimeError(f"shape mismatch: value tensor of shape {list(vshape)} cannot be "
+                           f"broadcast to indexing result of shape {list(shape)}")
+    pv = (1,) * (len(shape) - len(vshape)) + tuple(vshape)
+    cv = _contiguous_strides(pv)
+    sst = [cv[i] if pv[i] == shape[i] else 0 for i in range(len(shape))]
+    aux = TAPE.add_meta([len(shape), *shape, *strides, base, *sst])
+    vrg = vrg and _Mode.enabled
+    old_rg = x._rg and _Mode.enabled
+    rg = vrg or old_rg
+    flags = (DIFF | (GA if vrg else 0) | (GB if old_rg else 0)) if rg else 0
+    rec = TAPE.record(OP_SETSTRIDED, src, NONE, x._slot, x._shape, aux, flags)
+    _bump(x)
+    if rg:
+        x._rg, x._rec, x._fn, x._epoch = True, rec, "CopySlices", TAPE.epoch
+
+
+# ---- matmul ----
+def _matmul(a, b, name="matmul"):
+    if not isinstance(b, Tensor):
+        raise TypeError(f"{name}(): argument 'other' must be Tensor, not {type(b).__name__}")
+    if a._dt is not b._dt:
+        raise RuntimeError(f"expected m1 and m2 to have the same dtype, but got: "
+                           f"{a._dt.name} != {b._dt.name} ({name} of shapes {list(a._shape)} "
+                           f"and {list(b._shape)})")
+    if not a._dt.is_floating_point:
+        return _make_np(np.matmul(a._np, b._np), a._dt)
+    sa, sb = a._shape, b._shape
+    if not sa or not sb:
+        raise RuntimeError(f"both arguments to {name} need to be at least 1D, but they are "
+                           f"{len(sa)}D and {len(sb)}D")
+    A = (1,) + sa if len(sa) == 1 else sa
+    B = sb + (1,) if len(sb) == 1 else sb
+    n, k, k2, p = A[-2], A[-1], B[-2], B[-1]
+    if k != k2:
+        if len(sa) == 1 and len(sb) == 1:
+            raise RuntimeError(f"inconsistent tensor size, expected tensor [{k}] and src [{k2}] "
+                               f"to have the same number of elements, but got {k} and {k2} "
+                               f"elements respectively ({name})")
+        raise RuntimeError(f"mat1 and mat2 shapes cannot be multiplied ({n}x{k} and {k2}x{p}) "
+                           f"({name} of shapes {list(sa)} and {list(sb)})")
+    batch, _ = _broadcast(A[:-2], B[:-2], name) if A[:-2] != B[:-2] else (A[:-2], -1)
+    nb = _prod(batch)
+    pa = (1,) * (len(batch) - len(A[:-2])) + A[:-2]
+    pb = (1,) * (len(batch) - len(B[:-2])) + B[:-2]
+    if nb == 1 or (pa == batch and pb == batch):
+        offa = [i * n * k for i in range(nb)]
+        offb = [i * k * p for i in range(nb)]
+    else:
+        ia = np.arange(_prod(pa)).reshape(pa)
+        ib = np.arange(_prod(pb)).reshape(pb)
+        offa = (np.broadcast_to(ia, batch).reshape(-1) * n * k).tolist()
+        offb = (np.broadcast_to(ib, batch).reshape(-1) * k * p).tolist()
+    out = batch + ((n,) if len(sa) > 1 else ()) + ((p,) if len(sb) > 1 else ())
+    aux = TAPE.add_meta([nb, n, k, p, *offa, *offb])
+    rg = (a._rg or b._rg) and _Mode.enabled
+    fn = ("DotBackward0" if len(sa) == len(sb) == 1 else "MvBackward0" if len(sb) == 1 else
+          "MmBackward0" if len(sa) == 2 and len(sb) == 2 else
+          "BmmBackward0" if len(sa) == len(sb) == 3 else "MatmulBackward0")
+    saves = ((SAVE_A if b._rg else 0) | (SAVE_B if a._rg else 0)) if rg else 0
+    return _record(OP_MATMUL, a._slot, b._slot, out, a._dt, rg, fn, aux, saves, a._rg, b._rg)
+
+
+# ---- printing ----
+def _fmt_floats(vals):
+    finite = vals[np.isfinite(vals)]
+    if finite.size == 0:
+        return lambda v: _special(v) or f"{v:.4f}", False
+    amax, amin = np.abs(finite).max(), np.abs(finite).min()
+    ints = np.all(finite == np.round(finite))
+    if ints and amax < 1e8:
+        return (lambda v: _special(v) or f"{v:.0f}."), True
+    if amax >= 1e8 or (amin > 0 and amax / amin > 1000) or (amax < 1e-4 and amax > 0):
+        return (lambda v: _special(v) or f"{v:.4e}"), False
+    return (lambda v: _special(v) or f"{v:.4f}"), False
+
+
+def _special(v):
+    if v != v:
+        return "nan"
+    if v in (math.inf, -math.inf):
+        return "inf" if v > 0 else "-inf"
+    return None
+
+
+def _format_values(arr, dt):
+    if dt.is_bool:
+        f = str
+    elif dt.is_floating_point:
+        f, _ = _fmt_floats(arr.astype(np.float64).reshape(-1))
+    else:
+        f = str
+    if arr.ndim == 0:
+        return f(arr.item())
+    flat = [f(v) for v in arr.reshape(-1).tolist()]
+    width = max((len(s) for s in flat), default=0)
+    flat = [s.rjust(width) for s in flat]
+
+    def rec(shape, pos, indent):
+        if len(shape) == 1:
+            items = flat[pos:pos + shape[0]]
+            per = max(1, (80 - indent) // (width + 2))
+            lines = [", ".join(items[i:i + per]) for i in range(0, len(items), per)]
+            return "[" + (",\n" + " " * (indent + 1)).join(lines) + "]"
+        step = _prod(shape[1:])
+        parts = [rec(shape[1:], pos + i * step, indent + 1) for i in range(shape[0])]
+        sep = "," + "\n" * (len(shape) - 1) + " " * (indent + 1)
+        return "[" + sep.join(parts) + "]"
+    return rec(arr.shape, 0, 7)
+
+
+class Tensor:
+    """A multi-dimensional array with autograd, named and behaving as torch.Tensor."""
+    __slots__ = ("_slot", "_shape", "_dt", "_rg", "_rec", "_fn", "_epoch", "_grad", "_np", "_vt",
+                 "__weakref__", "__dict__")
+    __hash__ = object.__hash__
+    __array_priority__ = 1000
+
+    def __new__(cls, *args, **kwargs):
+        return _construct(cls, *args, **kwargs)
+
+    def __del__(self):
+        try:
+            if self._slot >= 0:
+                TAPE.release(self._slot)
+        except Exception:
+            pass
+
+    # ---- values ----
+    def _value(self):
+        """The current value as a NumPy array (a view of the arena for float tensors)."""
+        if self._slot < 0:
+            return self._np
+        return TAPE.value(self._slot).reshape(self._shape)
+
+    def numpy(self, *, force=False):
+        if self._rg and not force:
+            raise RuntimeError("Can't call numpy() on Tensor that requires grad. Use "
+                               "tensor.detach().numpy() instead.")
+        return np.array(self._value())
+
+    def __array__(self, dtype=None, copy=None):
+        a = np.array(self._value())
+        return a if dtype is None else a.astype(dtype)
+
+    def tolist(self):
+        return self._value().tolist()
+
+    def item(self):
+        n = _prod(self._shape)
+        if n != 1:
+            raise RuntimeError(f"a Tensor with {n} elements cannot be converted to Scalar")
+        return self._value().reshape(-1)[0].item()
+
+    def __float__(self):
+        return float(self.item())
+
+    def __int__(self):
+        return int(self.item())
+
+    def __index__(self):
+        if self._dt.is_floating_point:
+            raise TypeError("only integer tensors of a single element can be converted to an "
+                            "index")
+        return int(self.item())
+
+    def __bool__(self):
+        n = _prod(self._shape)
+        if n != 1:
+            raise RuntimeError(f"Boolean value of Tensor with {'more than one' if n else 'no'} "
+                               f"value{'s' if n else ''} is ambiguous")
+        return bool(self.item())
+
+    def __len__(self):
+        if not self._shape:
+            raise TypeError("len() of a 0-d tensor")
+        return self._shape[0]
+
+    def __iter__(self):
+        if not self._shape:
+            raise TypeError("iteration over a 0-d tensor")
+        return (self[i] for i in range(self._shape[0]))
+
+    def __repr__(self):
+        body = _format_values(self._value(), self._dt)
+        extra = []
+        if self._dt not in (D.get_default_dtype(), D.int64, D.bool_) or (
+                _prod(self._shape) == 0 and self._dt is not D.get_default_dtype()):
+            extra.append(f"dtype={self._dt!r}")
+        if self._fn is not None:
+            extra.append(f"grad_fn=<{self._fn}>")
+        elif self._rg:
+            extra.append("requires_grad=True")
+        if _prod(self._shape) == 0 and self._shape != (0,):
+            extra.insert(0, f"size={tuple(self._shape)}")
+        return "tensor(" + ", ".join([body] + extra) + ")"
+
+    __str__ = __repr__
+
+    def __format__(self, spec):
+        if not self._shape or (spec and _prod(self._shape) == 1):
+            return format(self.item(), spec)
+        return format(str(self), spec)
+
+    # ---- metadata ----
+    @property
+    def shape(self):
+        return Size(self._shape)
+
+    def size(self, dim=None):
+        if dim is None:
+            return Size(self._shape)
+        return self._shape[_dim(dim, len(self._shape), "size")]
+
+    def dim(self):
+        return len(self._shape)
+
+    ndim = property(dim)
+
+    def numel(self):
+        return _prod(self._shape)
+
+    nelement = numel
+
+    @property
+    def dtype(self):
+        return self._dt
+
+    @property
+    def device(self):
+        return D.device("cpu")
+
+    is_cuda = False
+    is_sparse = False
+
+    def is_floating_point(self):
+        return self._dt.is_floating_point
+
+    def element_size(self):
+        return self._dt.itemsize
+
+    # ---- autograd ----
+    @property
+    def requires_grad(self):
+        return self._rg
+
+    @requires_grad.setter
+    def requires_grad(self, flag):
+        self.requires_grad_(flag)
+
+    def requires_grad_(self, requires_grad=True):
+        """Set requires_grad of a leaf in place; returns self."""
+        flag = bool(requires_grad)
+        if self._fn is not None:
+            if flag:
+                return self
+            raise RuntimeError("you can only change requires_grad flags of leaf variables. If "
+                               "you want to use a computed variable in a subgraph that doesn't "
+                               "require differentiation use var_no_grad = var.detach().")
+        if flag and not self._dt.is_floating_point:
+            raise RuntimeError("only Tensors of floating point dtype can require gradients")
+        self._rg = flag
+        if self._slot >= 0:
+            TAPE.set_leaf(self._slot, self, 1 if flag else 0)
+        return self
+
+    @property
+    def is_leaf(self):
+        return self._fn is None
+
+    @property
+    def grad_fn(self):
+        return None if self._fn is None else _grad_fn(self._fn)
+
+    @property
+    def grad(self):
+        return self._grad
+
+    @grad.setter
+    def grad(self, g):
+        if g is None:
+            self._grad = None
+            if self._slot >= 0:
+                TAPE.set_grad_of(self._slot, -1)
+            return
+        if not isinstance(g, Tensor):
+            raise TypeError(f"assigned grad expected to be a Tensor or None but got grad of "
+                            f"type {type(g).__name__}")
+        if g._shape != self._shape or g._dt is not self._dt:
+            raise RuntimeError(f"assigned grad has data of a different size or type: "
+                               f"{list(g._shape)} {g._dt} vs {list(self._shape)} {self._dt}")
+        self._grad = g
+        TAPE.set_grad_of(self._slot, g._slot)
+
+    def retain_grad(self):
+        """Keep .grad for this non-leaf tensor after backward."""
+        if not self._rg:
+            raise RuntimeError("can't retain_grad on Tensor that has requires_grad=False")
+        if self._fn is None or TAPE.retain[self._slot]:
+            return
+        g = zeros(self._shape, dtype=self._dt)
+        TAPE.retain[self._slot] = 1
+        TAPE.set_grad_of(self._slot, g._slot)
+        TAPE.owners[self._slot] = _Retained(self, g)
+
+    @property
+    def retains_grad(self):
+        return self._slot >= 0 and self._fn is not None and bool(TAPE.retain[self._slot])
+
+    def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
+        """Accumulate d self / d leaf into each leaf's .grad (PyTorch semantics)."""
+        from .autograd import _backward
+        _backward(self, gradient, retain_graph, create_graph, inputs)
+
+    def detach(self):
+        t = _alias(self, self._shape, None) if self._slot >= 0 else _make_np(self._np, self._dt)
+        t._rg, t._rec, t._fn = False, -1, None
+        return t
+
+    def detach_(self):
+        self._rg, self._rec, self._fn = False, -1, None
+        return self
+
+    @property
+    def data(self):
+        t = self.detach()
+        t._vt = False                   # writes through .data bypass autograd's version check
+        return t
+
+    @data.setter
+    def data(self, v):
+        if not isinstance(v, Tensor):
+            raise TypeError(f"data must be a Tensor, not {type(v).__name__}")
+        if v._dt is self._dt and v._shape == self._shape and self._slot >= 0:
+            TAPE.record(OP_COPY, v._slot, NONE, self._slot, self._shape)
+            return
+        if self._slot < 0 or not v._dt.is_floating_point:
+            raise RuntimeError("setting .data to a tensor of another dtype is not supported")
+        TAPE.refs[v._slot] += 1
+        if self._rg and self._fn is None:
+            TAPE.set_leaf(v._slot, self, 1)
+        old = self._slot
+        self._slot, self._shape, self._dt = v._slot, v._shape, v._dt
+        TAPE.release(old)
+
+    # ---- arithmetic ----
+    def __add__(self, o):
+        return _binary(OP_ADD, self, o)
+
+    def __radd__(self, o):
+        return _binary(OP_ADD, self, o, reverse=True)
+
+    def __sub__(self, o):
+        return _binary(OP_SUB, self, o)
+
+    def __rsub__(self, o):
+        return _binary(OP_SUB, self, o, "RsubBackward1", reverse=True)
+
+    def __mul__(self, o):
+        return _binary(OP_MUL, self, o)
+
+    def __rmul__(self, o):
+        return _binary(OP_MUL, self, o, reverse=True)
+
+    def __truediv__(self, o):
+        return _binary(OP_DIV, self, o)
+
+    def __rtruediv__(self, o):
+        return _binary(OP_DIV, self, o, reverse=True)
+
+    def __pow__(self, o):
+        return _binary(OP_POW, self, o, None if isinstance(o, Tensor) else "PowBackward0")
+
+    def __rpow__(self, o):
+        return _binary(OP_POW, self, o, reverse=True)
+
+    def __matmul__(self, o):
+        return _matmul(self, o)
+
+    def __rmatmul__(self, o):
+        return _matmul(_tensor_of(o), self)
+
+    def __neg__(self):
+        return _unary(OP_NEG, self)
+
+    def __pos__(self):
+        return self
+
+    def __abs__(self):
+        return _unary(OP_ABS, self)
+
+    def __floordiv__(self, o):
+        r = self._value() // (o._value() if isinstance(o, Tensor) else o)
+        return _make_np(np.asarray(r)) if not self._dt.is_floating_point else tensor(
+            r, dtype=self._dt)
+
+    def __mod__(self, o):
+        r = np.asarray(np.mod(self._value(), o._value() if isinstance(o, Tensor) else o))
+        return _make_np(r) if not self._dt.is_floating_point else tensor(r, dtype=self._dt)
+
+    add = lambda self, o, alpha=1: _binary(OP_ADD, self, o if alpha == 1 else o * alpha)
+    sub = lambda self, o, alpha=1: _binary(OP_SUB, self, o if alpha == 1 else o * alpha)
+    mul = __mul__
+    multiply = __mul__
+    div = __truediv__
+    divide = __truediv__
+    pow = __pow__
+    matmul = __matmul__
+    neg = __neg__
+    abs = __abs__
+    maximum = lambda self, o: _binary(OP_MAXIMUM, self, o)
+    minimum = lambda self, o: _binary(OP_MINIMUM, self, o)
+
+    def mm(self, o):
+        if len(self._shape) != 2 or not isinstance(o, Tensor) or len(o._shape) != 2:
+            raise RuntimeError(f"mm: both arguments must be 2D matrices, got shapes "
+                               f"{list(self._shape)} and {list(getattr(o, '_shape', ()))}")
+        return _matmul(self, o, "mm")
+
+    def mv(self, v):
+        if len(self._shape) != 2 or len(v._shape) != 1:
+            raise RuntimeError(f"mv: expected a matrix and a vector, got shapes "
+                               f"{list(self._shape)} and {list(v._shape)}")
+        return _matmul(self, v, "mv")
+
+    def dot(self, o):
+        if len(self._shape) != 1 or len(o._shape) != 1:
+            raise RuntimeError(f"1D tensors expected, but got {len(self._shape)}D and "
+                               f"{len(o._shape)}D tensors (dot)")
+        return _matmul(self, o, "dot")
+
+    def exp(self):
+        return _unary(OP_EXP, self)
+
+    def log(self):
+        return _unary(OP_LOG, self)
+
+    def sqrt(self):
+        return _unary(OP_SQRT, self)
+
+    def sin(self):
+        return _unary(OP_SIN, self)
+
+    def cos(self):
+        return _unary(OP_COS, self)
+
+    def tanh(self):
+        return _unary(OP_TANH, self)
+
+    def sigmoid(self):
+        return _unary(OP_SIGMOID, self)
+
+    def relu(self):
+        return _unary(OP_RELU, self)
+
+    def round(self, decimals=0):
+        if decimals:
+            s = 10.0 ** decimals
+            return _unary(OP_ROUND, self * s) / s
+        return _unary(OP_ROUND, self)
+
+    def clamp(self, min=None, max=None):
+        if min is None and max is None:
+            raise RuntimeError("torch.clamp: At least one of 'min' or 'max' must not be None")
+        if isinstance(min, Tensor) or isinstance(max, Tensor):
+            r = self
+            if min is not None:
+                r = _binary(OP_MAXIMUM, r, min)
+            if max is not None:
+                r = _binary(OP_MINIMUM, r, max)
+            return r
+        lo = -math.inf if min is None else float(min)
+        hi = math.inf if max is None else float(max)
+        return _unary(OP_CLAMP, self, params=(lo, hi))
+
+    clip = clamp
+
+    def square(self):
+        return self * self
+
+    # ---- reductions ----
+    def sum(self, dim=None, keepdim=False, dtype=None):
+        x = self if dtype is None else self.to(dtype)
+        return _reduce(OP_SUM, x, dim, keepdim, "SumBackward0" if dim is None else
+                       "SumBackward1")
+
+    def mean(self, dim=None, keepdim=False, dtype=None):
+        x = self if dtype is None else self.to(dtype)
+        return _reduce(OP_MEAN, x, dim, keepdim, "MeanBackward0" if dim is None else
+                       "MeanBackward1")
+
+    def norm(self, p="fro", dim=None, keepdim=False):
+        if p not in ("fro", 2, 2.0):
+            a = self.abs()
+            if p in (1, 1.0):
+                return a.sum(dim, keepdim)
+            if p == math.inf:
+                return a.max() if dim is None else a.max(dim, keepdim).values
+            return (a ** p).sum(dim, keepdim) ** (1.0 / p)
+        if isinstance(dim, (tuple, list)) and len(dim) > 1:
+            return (self * self).sum(dim, keepdim).sqrt()
+        return _reduce(OP_NORM, self, dim, keepdim, "LinalgVectorNormBackward0")
+
+    def _extremum(self, op, dim, keepdim, name):
+        if dim is None:
+            return _reduce(op, self, None, False, "MaxBackward1" if op == OP_MAX else
+                           "MinBackward1")
+        if isinstance(dim, Tensor):
+            return _binary(OP_MAXIMUM if op == OP_MAX else OP_MINIMUM, self, dim)
+        values = _reduce(op, self, dim, keepdim, "MaxBackward0" if op == OP_MAX else
+                         "MinBackward0", spread=False)
+        v = self._value()
+        d = _dim(dim, len(self._shape))
+        idx = (np.argmax if op == OP_MAX else np.argmin)(v, axis=d) if v.ndim else \
+            np.zeros((), np.int64)
+        if keepdim and v.ndim:
+            idx = np.expand_dims(idx, d)
+        return _MinMax(values, _make_np(np.asarray(idx, np.int64)))
+
+    def max(self, dim=None, keepdim=False):
+        return self._extremum(OP_MAX, dim, keepdim, "max")
+
+    def min(self, dim=None, keepdim=False):
+        return self._extremum(OP_MIN, dim, keepdim, "min")
+
+    def amax(self, dim=None, keepdim=False):
+        return _reduce(OP_MAX, self, dim, keepdim, "AmaxBackward0")
+
+    def amin(self, dim=None, keepdim=False):
+        return _reduce(OP_MIN, self, dim, keepdim, "AminBackward0")
+
+    def argmax(self, dim=None, keepdim=False):
+        v = self._value()
+        r = np.argmax(v) if dim is None else np.argmax(v, axis=_dim(dim, v.ndim))
+        if keepdim and dim is not None:
+            r = np.expand_dims(r, _dim(dim, v.ndim))
+        return _make_np(np.asarray(r, np.int64))
+
+    def argmin(self, dim=None, keepdim=False):
+        v = self._value()
+        r = np.argmin(v) if dim is None else np.argmin(v, axis=_dim(dim, v.ndim))
+        return _make_np(np.asarray(r, np.int64))
+
+    def all(self, dim=None):
+        v = self._value()
+        return _make_np(np.asarray(np.all(v) if dim is None else np.all(v, axis=dim)))
+
+    def any(self, dim=None):
+        v = self._value()
+        return _make_np(np.asarray(np.any(v) if dim is None else np.any(v, axis=dim)))
+
+    # ---- comparisons (never differentiable) ----
+    def _compare(self, o, fn):
+        b = o._value() if isinstance(o, Tensor) else o
+        if isinstance(o, Tensor):
+            _broadcast(self._shape, o._shape, fn.__name__)
+        return _make_np(np.asarray(fn(self._value(), b)), D.bool_)
+
+    def __eq__(self, o):
+        return self._compare(o, np.equal)
+
+    def __ne__(self, o):
+        return self._compare(o, np.not_equal)
+
+    def __lt__(self, o):
+        return self._compare(o, np.less)
+
+    def __le__(self, o):
+        return self._compare(o, np.less_equal)
+
+    def __gt__(self, o):
+        return self._compare(o, np.greater)
+
+    def __ge__(self, o):
+        return self._compare(o, np.greater_equal)
+
+    eq, ne, lt, le, gt, ge = __eq__, __ne__, __lt__, __le__, __gt__, __ge__
+
+    def __invert__(self):
+        if not self._dt.is_bool:
+            return _make_np(np.invert(self._value()), self._dt)
+        return _make_np(~self._value(), D.bool_)
+
+    def __and__(self, o):
+        return _make_np(np.asarray(self._value() & (o._value() if isinstance(o, Tensor) else o)))
+
+    def __or__(self, o):
+        return _make_np(np.asarray(self._value() | (o._value() if isinstance(o, Tensor) else o)))
+
+    def equal(self, o):
+        return self._shape == o._shape and bool(np.array_equal(self._value(), o._value()))
+
+    def allclose(self, o, rtol=1e-05, atol=1e-08, equal_nan=False):
+        return bool(np.allclose(self._value(), o._value() if isinstance(o, Tensor) else o,
+                                rtol=rtol, atol=atol, equal_nan=equal_nan))
+
+    def isnan(self):
+        return _make_np(np.isnan(self._value()))
+
+    # ---- shapes ----
+    def view(self, *shape):
+        if len(shape) == 1 and isinstance(shape[0], D.dtype):
+            raise NotImplementedError("view(dtype) is not supported")
+        return _alias(self, _infer_shape(shape, self.numel(), "view"), "ViewBackward0")
+
+    def reshape(self, *shape):
+        return _alias(self, _infer_shape(shape, self.numel(), "reshape"), "ViewBackward0")
+
+    def view_as(self, other):
+        return self.view(other._shape)
+
+    def reshape_as(self, other):
+        return self.reshape(other._shape)
+
+    def contiguous(self, memory_format=None):
+        return self
+
+    def flatten(self, start_dim=0, end_dim=-1):
+        s = self._shape
+        if not s:
+            return self.reshape(1)
+        a, b = _dim(start_dim, len(s), "flatten"), _dim(end_dim, len(s), "flatten")
+        if a > b:
+            raise RuntimeError("flatten() has invalid args: start_dim cannot come after end_dim")
+        return _alias(self, s[:a] + (_prod(s[a:b + 1]),) + s[b + 1:], "ViewBackward0")
+
+    def unsqueeze(self, dim):
+        d = _dim(dim, len(self._shape) + 1, "unsqueeze")
+        return _alias(self, self._shape[:d] + (1,) + self._shape[d:], "UnsqueezeBackward0")
+
+    def squeeze(self, dim=None):
+        s = self._shape
+        if dim is None:
+            return _alias(self, tuple(d for d in s if d != 1), "SqueezeBackward0")
+        dims = dim if isinstance(dim, (tuple, list)) else (dim,)
+        dims = {_dim(d, len(s), "squeeze") for d in dims}
+        return _alias(self, tuple(d for i, d in enumerate(s) if not (i in dims and d == 1)),
+                      "SqueezeBackward1")
+
+    def permute(self, *dims):
+        if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
+            dims = tuple(dims[0])
+        nd = len(self._shape)
+        dims = [_dim(d, nd, "permute") for d in dims]
+        if sorted(dims) != list(range(nd)):
+            raise RuntimeError(f"permute(sparse_coo): number of dimensions in the tensor input "
+                               f"does not match the length of the desired ordering of dimensions "
+                               f"i.e. input.dim() = {nd} is not equal to len(dims) = {len(dims)}")
+        if dims == list(range(nd)):
+            return _alias(self, self._shape, "PermuteBackward0")
+        if self._slot < 0:
+            return _make_np(np.ascontiguousarray(np.transpose(self._np, dims)), self._dt)
+        st = _contiguous_strides(self._shape)
+        return _strided(self, [self._shape[d] for d in dims], [st[d] for d in dims], 0,
+                        "PermuteBackward0")
+
+    def transpose(self, dim0, dim1):
+        nd = len(self._shape)
+        if nd == 0:
+            return self
+        perm = list(range(nd))
+        a, b = _dim(dim0, nd, "transpose"), _dim(dim1, nd, "transpose")
+        perm[a], perm[b] = perm[b], perm[a]
+        r = self.permute(perm)
+        if r._fn is not None:
+            r._fn = "TransposeBackward0"
+        return r
+
+    swapaxes = transpose
+
+    def t(self):
+        if len(self._shape) > 2:
+            raise RuntimeError(f"t() expects a tensor with <= 2 dimensions, but self is "
+                               f"{len(self._shape)}D")
+        r = self.transpose(0, 1) if len(self._shape) == 2 else self
+        if r is not self and r._fn is not None:
+            r._fn = "TBackward0"
+        return r
+
+    @property
+    def T(self):
+        return self.permute(list(range(len(self._shape)))[::-1])
+
+    @property
+    def mT(self):
+        return self.transpose(-2, -1)
+
+    def expand(self, *sizes):
+        if len(sizes) == 1 and isinstance(sizes[0], (tuple, list, Size)):
+            sizes = tuple(sizes[0])
+        s = self._shape
+        if len(sizes) < len(s):
+            raise RuntimeError(f"expand: the number of sizes provided ({len(sizes)}) must be "
+                               f"greater or equal to the number of dimensions in the tensor "
+                               f"({len(s)})")
+        pad = (1,) * (len(sizes) - len(s)) + s
+        st = _contiguous_strides(pad)
+        out, strides = [], []
+        for i, (have, want) in enumerate(zip(pad, sizes)):
+            want = have if want == -1 else want
+            if have != want and have != 1:
+                raise RuntimeError(f"The expanded size of the tensor ({want}) must match the "
+                                   f"existing size ({have}) at non-singleton dimension {i}.  "
+                                   f"Target sizes: {list(sizes)}.  Tensor sizes: {list(s)}")
+            out.append(want)
+            strides.append(st[i] if have == want else 0)
+        if tuple(out) == s:
+            return _alias(self, s, "ExpandBackward0")
+        if self._slot < 0:
+            return _make_np(np.ascontiguousarray(np.broadcast_to(self._np, out)), self._dt)
+        return _strided(self, out, strides, 0, "ExpandBackward0")
+
+    def expand_as(self, other):
+        return self.expand(other._shape)
+
+    def repeat(self, *sizes):
+        if len(sizes) == 1 and isinstance(sizes[0], (tuple, list)):
+            sizes = tuple(sizes[0])
+        from . import cat
+        x = self.reshape((1,) * (len(sizes) - self.dim()) + self._shape)
+        for d, r in enumerate(sizes):
+            if r != 1:
+                x = cat([x] * r, dim=d)
+        return x
+
+    def __getitem__(self, idx):
+        return _getitem(self, idx)
+
+    def __setitem__(self, idx, value):
+        _setitem(self, idx, value)
+
+    # ---- conversion ----
+    def to(self, *args, **kwargs):
+        dt = kwargs.get("dtype")
+        for a in args:
+            if isinstance(a, D.dtype):
+                dt = a
+            elif isinstance(a, Tensor):
+                dt = a._dt
+        if dt is None or dt is self._dt:
+            return self
+        if dt.is_floating_point:
+            return _as_float(self, dt)
+        v = self._value()
+        if v.dtype.kind == "f" and dt is not D.bool_:
+            v = np.trunc(v)
+        return _make_np(v.astype(dt.np), dt)
+
+    def type(self, dtype=None):
+        if dtype is None:
+            return {D.float32: "torch.FloatTensor", D.float64: "torch.DoubleTensor",
+                    D.int64: "torch.LongTensor", D.bool_: "torch.BoolTensor"}.get(
+                        self._dt, f"torch.{self._dt.name}")
+        return self.to(dtype)
+
+    def float(self):
+        return self.to(D.float32)
+
+    def double(self):
+        return self.to(D.float64)
+
+    def long(self):
+        return self.to(D.int64)
+
+    def int(self):
+        return self.to(D.int32)
+
+    def bool(self):
+        return self.to(D.bool_)
+
+    def cpu(self):
+        return self
+
+    def cuda(self, *args, **kwargs):
+        raise AssertionError("Torch not compiled with CUDA enabled")
+
+    def clone(self, memory_format=None):
+        if self._slot < 0:
+            return _make_np(self._np.copy(), self._dt)
+        rg = self._rg and _Mode.enabled
+        return _record(OP_COPY, self._slot, NONE, self._shape, self._dt, rg, "CloneBackward0",
+                       ga=rg)
+
+    def new_zeros(self, *size, dtype=None):
+        from . import zeros as _zeros
+        return _zeros(*size, dtype=dtype or self._dt)
+
+    def new_ones(self, *size, dtype=None):
+        from . import ones as _ones
+        return _ones(*size, dtype=dtype or self._dt)
+
+    def new_tensor(self, data, dtype=None, requires_grad=False):
+        return tensor(data, dtype=dtype or self._dt, requires_grad=requires_grad)
+
+    # ---- in-place ----
+    def _inplace_binary(self, op, o, fn):
+        _check_inplace(self)
+        if self._slot < 0:
+            r = _binary_numpy(op, self, o, self._dt, False) if self._dt is not D.bool_ else None
+            self._np[...] = r._np
+            return self
+        o_rg = isinstance(o, Tensor) and o._rg
+        if _Mode.enabled and (self._rg or o_rg):
+            r = _binary(op, self, o, fn)
+            return self._assign(r, fn)
+        if isinstance(o, Tensor):
+            ob = _as_float(o, self._dt)
+            sb, shape_b = ob._slot, ob._shape
+        else:
+            sb, shape_b = TAPE.const(self._dt.code, float(o)), ()
+        out, aux = _broadcast(self._shape, shape_b, OPS[op].name)
+        if out != self._shape:
+            raise RuntimeError(f"output with shape {list(self._shape)} doesn't match the "
+                               f"broadcast shape {list(out)} ({OPS[op].name}_)")
+        TAPE.record(op, self._slot, sb, self._slot, self._shape, aux)
+        _bump(self)
+        return self
+
+    def _assign(self, r, fn):
+        """Write r into self's slot as one differentiable copy (in-place ops under autograd)."""
+        if r._shape != self._shape:
+            raise RuntimeError(f"output with shape {list(self._shape)} doesn't match the "
+                               f"broadcast shape {list(r._shape)}")
+        r = _as_float(r, self._dt)
+        rg = r._rg
+        rec = TAPE.record(OP_COPY, r._slot, NONE, self._slot, self._shape, -1,
+                          (DIFF | GA) if rg else 0)
+        _bump(self)
+        if rg:
+            self._rg, self._rec, self._fn, self._epoch = True, rec, fn, TAPE.epoch
+        return self
+
+    def __iadd__(self, o):
+        return self._inplace_binary(OP_ADD, o, "AddBackward0")
+
+    def __isub__(self, o):
+        return self._inplace_binary(OP_SUB, o, "SubBackward0")
+
+    def __imul__(self, o):
+        return self._inplace_binary(OP_MUL, o, "MulBackward0")
+
+    def __itruediv__(self, o):
+        return self._inplace_binary(OP_DIV, o, "DivBackward0")
+
+    def add_(self, o, alpha=1):
+        return self._inplace_binary(OP_ADD, o if alpha == 1 else o * alpha, "AddBackward0")
+
+    def sub_(self, o, alpha=1):
+        return self._inplace_binary(OP_SUB, o if alpha == 1 else o * alpha, "SubBackward0")
+
+    def mul_(self, o):
+        return self._inplace_binary(OP_MUL, o, "MulBackward0")
+
+    def div_(self, o):
+        return self._inplace_binary(OP_DIV, o, "DivBackward0")
+
+    def pow_(self, o):
+        return self._inplace_binary(OP_POW, o, "PowBackward0")
+
+    def _inplace_unary(self, op, fn, params=None):
+        _check_inplace(self)
+        if self._slot < 0:
+            self._np[...] = _unary(op, self, params=params)._np
+            return self
+        if _Mode.enabled and self._rg:
+            return self._assign(_unary(op, self, fn, params), fn)
+        aux = -1
+        if params is not None:
+            aux = -TAPE.const(self._dt.code, params[0]) - 1
+            TAPE.const(self._dt.code, params[1])
+        TAPE.record(op, self._slot, NONE, self._slot, self._shape, aux)
+        _bump(self)
+        return self
+
+    def relu_(self):
+        return self._inplace_unary(OP_RELU, "ReluBackward0")
+
+    def clamp_(self, min=None, max=None):
+        lo = -math.inf if min is None else float(min)
+        hi = math.inf if max is None else float(max)
+        return self._inplace_unary(OP_CLAMP, "ClampBackward1", (lo, hi))
+
+    def neg_(self):
+        return self._inplace_unary(OP_NEG, "NegBackward0")
+
+    def exp_(self):
+        return self._inplace_unary(OP_EXP, "ExpBackward0")
+
+    def tanh_(self):
+        return self._inplace_unary(OP_TANH, "TanhBackward0")
+
+    def sigmoid_(self):
+        return self._inplace_unary(OP_SIGMOID, "SigmoidBackward0")
+
+    def fill_(self, value):
+        _check_inplace(self)
+        if self._slot < 0:
+            self._np[...] = value._value() if isinstance(value, Tensor) else value
+            return self
+        if isinstance(value, Tensor):
+            value = value.item()
+        TAPE.record(OP_FILL, NONE, NONE, self._slot, self._shape,
+                    -TAPE.const(self._dt.code, float(value)) - 1)
+        _bump(self)
+        if _Mode.enabled and self._rg and self._fn is not None:
+            self._rec, self._fn, self._epoch = TAPE.n - 1, "FillBackward0", TAPE.epoch
+        return self
+
+    def zero_(self):
+        return self.fill_(0.0)
+
+    def copy_(self, src, non_blocking=False):
+        _check_inplace(self)
+        src = _tensor_of(src)
+        if self._slot < 0:
+            self._np[...] = np.broadcast_to(src._value(), self._shape)
+            return self
+        if src._shape != self._shape:
+            src = src.expand(self._shape)
+        if _Mode.enabled and (self._rg or src._rg):
+            return self._assign(src.clone() if src._dt is self._dt else src, "CopyBackwards")
+        s = _as_float(src, self._dt)
+        TAPE.record(OP_COPY, s._slot, NONE, self._slot, self._shape)
+        _bump(self)
+        return self
+
+    def _write_now(self, values):
+        """Overwrite the value from Python right away (random initialisers)."""
+        _check_inplace(self)
+        if self._slot < 0:
+            self._np[...] = values
+        else:
+            TAPE.value(self._slot)[:] = np.asarray(values).reshape(-1)
+            _bump(self)
+        return self
+
+    def normal_(self, mean=0.0, std=1.0, generator=None):
+        from .random import _rng
+        return self._write_now(_rng(generator).normal(mean, std, self._shape))
+
+    def uniform_(self, a=0.0, b=1.0, generator=None):
+        from .random import _rng
+        return self._write_now(_rng(generator).uniform(a, b, self._shape))
+
+    def exponential_(self, lambd=1.0, generator=None):
+        from .random import _rng
+        return self._write_now(_rng(generator).exponential(1.0 / lambd, self._shape))
+
+
+def _construct(cls, *args, **kwargs):
+    """torch.Tensor(data) / torch.Tensor(*sizes): float32 data or uninitialised (zeroed)."""
+    if len(args) == 1 and not isinstance(args[0], (int, np.integer)):
+        t = tensor(args[0], dtype=D.get_default_dtype())
+    else:
+        t = _from_array(np.zeros(tuple(int(a) for a in args), D.get_default_dtype().np),
+                        D.get_default_dtype())
+    if cls is not Tensor:
+        t2 = _make(t._slot, t._shape, t._dt, cls=cls)
+        return t2
+    return t
+
+
+class _GradFn:
+    """A grad_fn: only its class name carries meaning (as PyTorch's node names)."""
+
+    def name(self):
+        return type(self).__name__
+
+    def __repr__(self):
+        return f"<{type(self).__name__} object at {hex(id(self))}>"
+
+
+_GRAD_FN_CLASSES = {}
+
+
+def _grad_fn(name):
+    cls = _GRAD_FN_CLASSES.get(name)
+    if cls is None:
+        cls = _GRAD_FN_CLASSES[name] = type(name, (_GradFn,), {})
+    return cls()
+
+
+class _Retained:
+    """Marks a slot's .grad owner for retain_grad: the tensor and its pre-allocated .grad."""
+
+    def __init__(self, t, g):
+        import weakref
+        self.ref = weakref.ref(t)
+        self.grad = g
+
+    def __call__(self):
+        return self.ref()
+
+
+def _infer_dtype(data):
+    a = np.asarray(data)
+    if a.dtype.kind == "f":
+        return D.get_default_dtype() if not isinstance(data, np.ndarray) else D.from_np(a.dtype)
+    if a.dtype.kind == "b":
+        return D.bool_
+    if a.dtype.kind in "iu":
+        return D.from_np(a.dtype) if isinstance(data, np.ndarray) else D.int64
+    if a.dtype == object:
+        raise TypeError(f"tensor(): could not infer a dtype for {type(data).__name__} data")
+    return D.from_np(a.dtype)
+
+
+def _flatten_data(data):
+    if isinstance(data, Tensor):
+        return data._value()
+    if isinstance(data, (list, tuple)) and any(isinstance(v, Tensor) for v in data):
+        return np.array([_flatten_data(v) for v in data])
+    return data
+
+
+def tensor(data, dtype=None, device=None, requires_grad=False, pin_memory=False):
+    """A new tensor holding a copy of `data` (nested lists, numbers, NumPy arrays, tensors)."""
+    if isinstance(data, Tensor):
+        dt = dtype or data._dt
+        v = data._value()
+    else:
+        data = _flatten_data(data)
+        try:
+            v = np.asarray(data)
+        except ValueError as e:
+            raise ValueError(f"tensor(): {e}") from None
+        dt = dtype or _infer_dtype(data)
+    if isinstance(dt, type) and issubclass(dt, (bool, int, float)):
+        dt = {bool: D.bool_, int: D.int64, float: D.float64}[dt]
+    if isinstance(dt, np.dtype) or isinstance(dt, type):
+        dt = D.from_np(dt)
+    return _from_array(v, dt, requires_grad)
+
+
+def cat(tensors, dim=0, *, out=None):
+    """Concatenate along an existing dim: one region-copy record per input."""
+    ts = [_tensor_of(t) for t in tensors]
+    if not ts:
+        raise RuntimeError("torch.cat(): expected a non-empty list of Tensors")
+    parts = [t for t in ts if t._shape != (0,)] or ts[:1]
+    ref = parts[0]
+    if not ref._shape:
+        raise RuntimeError("zero-dimensional tensor (at position 0) cannot be concatenated")
+    nd = len(ref._shape)
+    d = _dim(dim, nd, "cat")
+    dt = ref._dt
+    for i, t in enumerate(parts):
+        dt = _promote_pair(dt, t._dt)
+        if len(t._shape) != nd or any(t._shape[k] != ref._shape[k] for k in range(nd) if k != d):
+            raise RuntimeError(f"Sizes of tensors must match except in dimension {d}. Expected "
+                               f"size {list(ref._shape)} but got size {list(t._shape)} for "
+                               f"tensor number {i} in the list (cat).")
+    out_shape = ref._shape[:d] + (sum(t._shape[d] for t in parts),) + ref._shape[d + 1:]
+    if not dt.is_floating_point:
+        return _make_np(np.concatenate([t._value().astype(dt.np) for t in parts], d), dt)
+    s = TAPE.alloc(dt.code, _prod(out_shape))
+    dst = _contiguous_strides(out_shape)
+    pos, rg, rec = 0, False, -1
+    for t in parts:
+        tf = _as_float(t, dt)
+        trg = tf._rg and _Mode.enabled
+        aux = TAPE.add_meta([nd, *tf._shape, *dst, pos * dst[d], *_contiguous_strides(tf._shape)])
+        flags = (DIFF | (GA if trg else 0) | (GB if rg else 0)) if (trg or rg) else 0
+        rec = TAPE.record(OP_SETSTRIDED, tf._slot, NONE, s, out_shape, aux, flags)
+        rg = rg or trg
+        pos += tf._shape[d]
+    return _make(s, out_shape, dt, rg, rec if rg else -1, "CatBackward0" if rg else None)
+
+
+def stack(tensors, dim=0, *, out=None):
+    ts = [_tensor_of(t) for t in tensors]
+    if not ts:
+        raise RuntimeError("stack expects a non-empty TensorList")
+    for i, t in enumerate(ts):
+        if t._shape != ts[0]._shape:
+            raise RuntimeError(f"stack expects each tensor to be equal size, but got "
+                               f"{list(ts[0]._shape)} at entry 0 and {list(t._shape)} at entry "
+                               f"{i}")
+    d = _dim(dim, len(ts[0]._shape) + 1, "stack")
+    r = cat([t.unsqueeze(d) for t in ts], d)
+    if r._fn is not None:
+        r._fn = "StackBackward0"
+    return r
