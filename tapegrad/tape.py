@@ -15,7 +15,7 @@ import weakref
 import numpy as np
 
 from .interpret import GRAPH_FREED, VERSION_CHANGED, run_forward, run_reverse
-from .ops import DIFF, FREED, NF, OPS
+from .ops import DIFF, FREED, GA, GB, NF, OP_SETSTRIDED, OPS
 
 NP_FLOATS = (np.float32, np.float64)
 
@@ -49,6 +49,8 @@ class Tape:
         self.owners = {}                            # slot -> weakref of the tensor owning .grad
         self.rows = []                              # records not yet synced, NF ints each
         self.shapes = []                            # output shape of each record (dump only)
+        self.recrefs = []                           # tensors whose grad_fn is each record
+        self.gc_at = 512                            # collect unreachable graphs past this size
         self.R = np.zeros((1024, NF), np.int64)
         self.meta = []                              # op metadata (shapes, strides, offsets)
         self.M = np.zeros(1024, np.int64)
@@ -136,6 +138,7 @@ class Tape:
     def record(self, op, a, b, out, shape, aux=-1, flags=0, va=0, vb=0):
         self.rows.extend((op, a, b, out, aux, flags, va, vb))
         self.shapes.append(shape)
+        self.recrefs.append(0)
         if flags & DIFF:
             self.n_live += 1
         self.n += 1
@@ -178,10 +181,14 @@ class Tape:
         self.done = self.n
         if self.n_live == 0:
             self.reset()
+        elif self.n > self.gc_at:
+            self.gc()
 
     def reset(self):
         self.rows.clear()
         self.shapes.clear()
+        self.recrefs.clear()
+        self.gc_at = 512
         self.meta.clear()
         for c in self.consts:
             c.clear()
@@ -236,7 +243,43 @@ class Tape:
                 target.append(s)
         if self.n_live == 0 and self.done == self.n:
             self.reset()
+        elif self.n > self.gc_at:
+            self.gc()
         return new, retained
+
+    def gc(self):
+        """Free the graphs no tensor can reach any more (a grad-requiring result that was
+        dropped without backward), then reset the tape or free the slots no live record uses."""
+        self.flush() if self.done != self.n else None
+        self._sync()
+        R = self.R
+        needed = set()
+        used = set()
+        for i in range(self.n - 1, -1, -1):
+            op, a, b, out, _, flags = (int(v) for v in R[i, :6])
+            if not flags & DIFF or flags & FREED:
+                continue
+            if self.recrefs[i] > 0 or out in needed:
+                used.update((a, b, out))
+                if op == OP_SETSTRIDED and flags & GB or a == out or b == out:
+                    pass
+                else:
+                    needed.discard(out)
+                needed.update(s for s, bit in ((a, GA), (b, GB)) if s >= 0 and flags & bit)
+            else:
+                R[i, 5] = flags | FREED
+                self.n_live -= 1
+        if self.n_live == 0:
+            self.reset()
+            return
+        keep = []
+        for s in self.deferred:
+            if s in used:
+                keep.append(s)
+            elif self.refs[s] == 0:
+                self._free(s)
+        self.deferred = keep
+        self.gc_at = 2 * self.n
 
     def take_grad(self, s):
         """Move the gradient left in G[s] into a fresh slot, for a new .grad tensor."""

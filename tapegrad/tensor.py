@@ -60,7 +60,18 @@ def _make(slot, shape, dt, rg=False, rec=-1, fn=None, cls=None):
     t._np = None
     t._vt = True
     TAPE.refs[slot] += 1
+    if rec >= 0:
+        TAPE.recrefs[rec] += 1
     return t
+
+
+def _repoint(t, rec, fn):
+    """Make record rec the grad_fn of t (after an in-place op on t)."""
+    if t._rec >= 0 and t._epoch == TAPE.epoch:
+        TAPE.recrefs[t._rec] -= 1
+    t._rg, t._rec, t._fn, t._epoch = True, rec, fn, TAPE.epoch
+    if rec >= 0:
+        TAPE.recrefs[rec] += 1
 
 
 def _make_np(arr, dt=None):
@@ -316,9 +327,11 @@ def _alias(x, shape, fn):
     if x._slot < 0:
         return _make_np(x._np.reshape(shape), x._dt)
     rg = x._rg and _Mode.enabled
-    t = _make(x._slot, shape, x._dt, rg, x._rec if rg else -1, fn if rg else None)
-    t._epoch = x._epoch
-    return t
+    if rg and x._epoch != TAPE.epoch and x._rec >= 0:
+        t = _make(x._slot, shape, x._dt, True, -1, fn)
+        t._rec, t._epoch = x._rec, x._epoch     # the graph is gone: backward will say so
+        return t
+    return _make(x._slot, shape, x._dt, rg, x._rec if rg else -1, fn if rg else None)
 
 
 def _infer_shape(shape, n, op="view"):
@@ -482,7 +495,7 @@ def _setitem(x, idx, value):
     rec = TAPE.record(OP_SETSTRIDED, src, NONE, x._slot, x._shape, aux, flags)
     _bump(x)
     if rg:
-        x._rg, x._rec, x._fn, x._epoch = True, rec, "CopySlices", TAPE.epoch
+        _repoint(x, rec, "CopySlices")
 
 
 # ---- matmul ----
@@ -593,6 +606,8 @@ class Tensor:
         try:
             if self._slot >= 0:
                 TAPE.release(self._slot)
+                if self._rec >= 0 and self._epoch == TAPE.epoch:
+                    TAPE.recrefs[self._rec] -= 1
         except Exception:
             pass
 
@@ -768,6 +783,7 @@ class Tensor:
             raise RuntimeError("can't retain_grad on Tensor that has requires_grad=False")
         if self._fn is None or TAPE.retain[self._slot]:
             return
+        from .factory import zeros
         g = zeros(self._shape, dtype=self._dt)
         TAPE.retain[self._slot] = 1
         TAPE.set_grad_of(self._slot, g._slot)
@@ -783,12 +799,13 @@ class Tensor:
         _backward(self, gradient, retain_graph, create_graph, inputs)
 
     def detach(self):
-        t = _alias(self, self._shape, None) if self._slot >= 0 else _make_np(self._np, self._dt)
-        t._rg, t._rec, t._fn = False, -1, None
-        return t
+        if self._slot < 0:
+            return _make_np(self._np, self._dt)
+        return _make(self._slot, self._shape, self._dt)
 
     def detach_(self):
-        self._rg, self._rec, self._fn = False, -1, None
+        _repoint(self, -1, None)
+        self._rg = False
         return self
 
     @property
@@ -1297,7 +1314,7 @@ class Tensor:
                           (DIFF | GA) if rg else 0)
         _bump(self)
         if rg:
-            self._rg, self._rec, self._fn, self._epoch = True, rec, fn, TAPE.epoch
+            _repoint(self, rec, fn)
         return self
 
     def __iadd__(self, o):
@@ -1373,7 +1390,7 @@ class Tensor:
                     -TAPE.const(self._dt.code, float(value)) - 1)
         _bump(self)
         if _Mode.enabled and self._rg and self._fn is not None:
-            self._rec, self._fn, self._epoch = TAPE.n - 1, "FillBackward0", TAPE.epoch
+            _repoint(self, TAPE.n - 1, "FillBackward0")
         return self
 
     def zero_(self):
