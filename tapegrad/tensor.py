@@ -652,8 +652,8 @@ class Tensor:
     def __bool__(self):
         n = _prod(self._shape)
         if n != 1:
-            raise RuntimeError(f"Boolean value of Tensor with {'more than one' if n else 'no'} "
-                               f"value{'s' if n else ''} is ambiguous")
+            what = "more than one value" if n else "no values"
+            raise RuntimeError(f"Boolean value of Tensor with {what} is ambiguous")
         return bool(self.item())
 
     def __len__(self):
