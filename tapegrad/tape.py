@@ -39,6 +39,7 @@ class Tape:
         self.retain = np.zeros(cap, np.int8)        # slot of a non-leaf with retain_grad()
         self.grad_of = np.full(cap, -1, np.int64)   # slot holding the .grad of this slot
         self.ver = np.zeros(cap, np.int64)          # version counter, bumped by in-place ops
+        self.bumped = set()                         # slots whose version is not 0
         self.needs = np.zeros(cap, np.int8)         # scratch for the reverse interpreter
         self.nslots = 0
         self.key = []                               # (dtype code, size) of each slot
@@ -81,6 +82,7 @@ class Tape:
         self.size[s] = n
         self.dt[s] = dt
         self.key.append((dt, n))
+        self.free.setdefault((dt, n), [])
         self.refs.append(0)
         self.nslots = s + 1
         return s
@@ -196,9 +198,13 @@ class Tape:
         self.nconst = [0, 0]
         self.n_live = 0
         self.epoch += 1
+        refs, flagged, free, key = self.refs, self.flagged, self.free, self.key
         for s in self.deferred:
-            if self.refs[s] == 0:
-                self._free(s)
+            if refs[s] == 0:
+                if s in flagged:
+                    self._free(s)
+                else:
+                    free[key[s]].append(s)
         self.deferred.clear()
 
     # ---- backward ----

@@ -56,9 +56,6 @@ def _make(slot, shape, dt, rg=False, rec=-1, fn=None, cls=None):
     t._rec = rec
     t._fn = fn
     t._epoch = TAPE.epoch
-    t._grad = None
-    t._np = None
-    t._vt = True
     TAPE.refs[slot] += 1
     if rec >= 0:
         TAPE.recrefs[rec] += 1
@@ -84,8 +81,6 @@ def _make_np(arr, dt=None):
     t._rec = -1
     t._fn = None
     t._epoch = 0
-    t._grad = None
-    t._vt = True
     return t
 
 
@@ -112,25 +107,54 @@ def _new_out(dt, shape):
 
 def _record(op, a, b, out_shape, dt, rg, fn, aux=-1, saves=0, ga=False, gb=False):
     """Append one record computing a new slot from tensors/immediates a, b (slot ids)."""
-    s = TAPE.alloc(dt.code, _prod(out_shape))
-    flags = va = vb = 0
+    return _emit(op, a, b, (dt.code, _prod(out_shape)), out_shape, dt, rg, fn, aux, saves, ga, gb)
+
+
+def _emit(op, a, b, key, out_shape, dt, rg, fn, aux, saves, ga, gb):
+    """_record for an output slot of a known (dtype code, size) key: the per-op hot path."""
+    tape = TAPE
+    free = tape.free.get(key)
+    s = free.pop() if free else tape.alloc(*key)
+    t = _new(Tensor)
+    t._slot = s
+    t._shape = out_shape
+    t._dt = dt
+    t._epoch = tape.epoch
+    tape.refs[s] += 1
+    rec = tape.n
+    tape.n = rec + 1
+    tape.shapes.append(out_shape)
     if rg:
-        flags = DIFF | (GA if ga else 0) | (GB if gb else 0) | saves
-        if saves & SAVE_A:
-            va = int(TAPE.ver[a])
-        if saves & SAVE_B:
-            vb = int(TAPE.ver[b])
-        elif saves & SAVE_OUT:
-            vb = int(TAPE.ver[s])
-    rec = TAPE.record(op, a, b, s, out_shape, aux, flags, va, vb)
-    if rg:
-        return _make(s, out_shape, dt, True, rec, fn or OPS[op].grad_fn)
-    return _make(s, out_shape, dt)
+        va = vb = 0
+        if saves and tape.bumped:           # versions are 0 until an in-place op
+            bumped = tape.bumped
+            if saves & SAVE_A and a in bumped:
+                va = int(tape.ver[a])
+            if saves & SAVE_B:
+                if b in bumped:
+                    vb = int(tape.ver[b])
+            elif saves & SAVE_OUT and s in bumped:
+                vb = int(tape.ver[s])
+        tape.rows.extend((op, a, b, s, aux, DIFF | (GA if ga else 0) | (GB if gb else 0) | saves,
+                          va, vb))
+        tape.recrefs.append(1)
+        tape.n_live += 1
+        t._rg = True
+        t._rec = rec
+        t._fn = fn or OPS[op].grad_fn
+    else:
+        tape.rows.extend((op, a, b, s, aux, 0, 0, 0))
+        tape.recrefs.append(0)
+        t._rg = False
+        t._rec = -1
+        t._fn = None
+    return t
 
 
 def _bump(t):
     if t._vt:
         TAPE.ver[t._slot] += 1
+        TAPE.bumped.add(t._slot)
 
 
 # ---- operand handling and type promotion ----
@@ -216,8 +240,43 @@ def _binary_saves(op, ga, gb):
     return SAVE_A | SAVE_B
 
 
+# saves of a float tensor op a Python number: [x op c, c op x]
+_SCALAR_SAVES = {op: [_binary_saves(op, True, False) & ~SAVE_B,
+                      _binary_saves(op, False, True) & ~SAVE_A]
+                 for op in (OP_ADD, OP_SUB, OP_MUL, OP_DIV, OP_POW, OP_MAXIMUM, OP_MINIMUM)}
+
+
 def _binary(op, x, y, fn=None, reverse=False):
     """x (a Tensor) op y (a Tensor or Python number); reverse computes y op x."""
+    sx = x._slot
+    ty = type(y)
+    if sx >= 0 and (ty is float or ty is int):
+        # fast path: float tensor with a Python number; the result has x's dtype and shape
+        key = TAPE.key[sx]
+        c = TAPE.consts[key[0]]
+        c.append(float(y))
+        sy = -len(c) - TAPE.nconst[key[0]]
+        if x._rg and _Mode.enabled:
+            if reverse:
+                return _emit(op, sy, sx, key, x._shape, x._dt, True, fn, -1,
+                             _SCALAR_SAVES[op][1], False, True)
+            return _emit(op, sx, sy, key, x._shape, x._dt, True, fn, -1, _SCALAR_SAVES[op][0],
+                         True, False)
+        if reverse:
+            sx, sy = sy, sx
+        return _emit(op, sx, sy, key, x._shape, x._dt, False, None, -1, 0, False, False)
+    if ty is Tensor and sx >= 0 and x._dt is y._dt and x._shape == y._shape:
+        # fast path: two float tensors of one dtype and shape
+        sy = y._slot
+        rgx, rgy = x._rg, y._rg
+        if (rgx or rgy) and _Mode.enabled:
+            if reverse:
+                sx, sy, rgx, rgy = sy, sx, rgy, rgx
+            return _emit(op, sx, sy, TAPE.key[sx], x._shape, x._dt, True, fn, -1,
+                         _binary_saves(op, rgx, rgy), rgx, rgy)
+        if reverse:
+            sx, sy = sy, sx
+        return _emit(op, sx, sy, TAPE.key[sx], x._shape, x._dt, False, None, -1, 0, False, False)
     if isinstance(y, (list, tuple, np.ndarray)):
         y = _tensor_of(y)
     dt = _result_dtype(x, y)
@@ -268,9 +327,11 @@ def _unary(op, x, fn=None, params=None):
     if params is not None:
         aux = -TAPE.const(x._dt.code, params[0]) - 1
         TAPE.const(x._dt.code, params[1])
-    rg = x._rg and _Mode.enabled
-    return _record(op, x._slot, NONE, x._shape, x._dt, rg, fn, aux,
-                   OPS[op].saves if rg else 0, rg)
+    if x._rg and _Mode.enabled:
+        return _emit(op, x._slot, NONE, TAPE.key[x._slot], x._shape, x._dt, True, fn, aux,
+                     OPS[op].saves, True, False)
+    return _emit(op, x._slot, NONE, TAPE.key[x._slot], x._shape, x._dt, False, None, aux, 0,
+                 False, False)
 
 
 def _reduce(op, x, dim=None, keepdim=False, fn=None, spread=None):
@@ -594,8 +655,11 @@ def _format_values(arr, dt):
 
 class Tensor:
     """A multi-dimensional array with autograd, named and behaving as torch.Tensor."""
-    __slots__ = ("_slot", "_shape", "_dt", "_rg", "_rec", "_fn", "_epoch", "_grad", "_np", "_vt",
-                 "__weakref__", "__dict__")
+    __slots__ = ("_slot", "_shape", "_dt", "_rg", "_rec", "_fn", "_epoch", "__weakref__",
+                 "__dict__")
+    _grad = None        # rarely set: class defaults keep the per-op path short
+    _np = None          # the NumPy value of an integer/bool tensor
+    _vt = True          # in-place writes bump the version counter (not through .data)
     __hash__ = object.__hash__
     __array_priority__ = 1000
 
@@ -603,13 +667,21 @@ class Tensor:
         return _construct(cls, *args, **kwargs)
 
     def __del__(self):
-        try:
-            if self._slot >= 0:
-                TAPE.release(self._slot)
-                if self._rec >= 0 and self._epoch == TAPE.epoch:
-                    TAPE.recrefs[self._rec] -= 1
-        except Exception:
-            pass
+        s = self._slot
+        if s >= 0:
+            try:
+                tape = TAPE
+                r = tape.refs[s] - 1
+                tape.refs[s] = r
+                if r == 0:
+                    if tape.n:
+                        tape.deferred.append(s)
+                    else:
+                        tape._free(s)
+                if self._rec >= 0 and self._epoch == tape.epoch:
+                    tape.recrefs[self._rec] -= 1
+            except Exception:       # interpreter shutdown
+                pass
 
     # ---- values ----
     def _value(self):
