@@ -17,6 +17,7 @@ from .factory import (arange, as_tensor, empty, empty_like, eye, from_numpy, ful
 from .random import Generator, initial_seed, manual_seed, seed
 from .tape import TAPE as _TAPE
 from .tensor import Tensor, cat, stack, tensor
+from .compile import compile
 
 __version__ = "0.1.0"
 

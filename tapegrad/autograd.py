@@ -22,11 +22,16 @@ def _run(t, gradient, retain_graph, grad_of=None, retain=None):
     if not t._rg:
         raise RuntimeError("element 0 of tensors does not require grad and does not have a "
                            "grad_fn")
-    g = _seed(t, gradient)
+    gs = -1
+    if (TAPE.rec is not None and isinstance(gradient, Tensor) and gradient._slot >= 0
+            and gradient._shape == t._shape and gradient._dt is t._dt):
+        g, gs = None, gradient._slot                # seeded from the slot, in replays too
+    else:
+        g = _seed(t, gradient)
     rec = t._rec
     if rec >= 0 and t._epoch != TAPE.epoch:
         rec = -2                                   # the records of this graph are gone
-    return TAPE.backward(rec, t._slot, g, bool(retain_graph), grad_of, retain)
+    return TAPE.backward(rec, t._slot, g, bool(retain_graph), grad_of, retain, gs)
 
 
 def _backward(t, gradient=None, retain_graph=None, create_graph=False, inputs=None):

@@ -15,6 +15,7 @@ from .ops import (DIFF, FREED, GA, GB, LAST_BINARY, LAST_REDUCE, LAST_UNARY, OP_
                   SAVE_OUT)
 
 OK, GRAPH_FREED, VERSION_CHANGED = 0, 1, 2
+FREE, CHECK = 1, 2      # run_reverse modes: free the graph (no retain_graph), check versions
 
 
 @rule
@@ -132,8 +133,11 @@ def _accumulate(src, dst, off, size, dt, G32, G64, F32, F64):
 
 @jit
 def run_reverse(R, start, seed, M, off, size, dt, leaf, retain, grad_of, ver,
-                F32, C32, G32, F64, C64, G64, needs, retain_graph):
+                F32, C32, G32, F64, C64, G64, needs, mode):
     """Backpropagate the gradient seeded in G[seed] through records start..0.
+
+    `mode` is FREE | CHECK in eager use: mark records freed (unless retain_graph) and check
+    freed flags and version counters. A replay passes 0: the recording checked them.
 
     Returns (status, record, n_freed, reached): `reached` lists the leaf slots that have no
     .grad tensor yet and whose gradient is left in G for the caller, then -1, then the
@@ -162,10 +166,10 @@ def run_reverse(R, start, seed, M, off, size, dt, leaf, retain, grad_of, ver,
         else:
             overwrite = a != out and b != out
         if flags & DIFF:
-            if flags & FREED:
+            if (mode & CHECK) and (flags & FREED):
                 status, bad = GRAPH_FREED, i
                 break
-            if (((flags & SAVE_A) and ver[a] != R[i, 6]) or ((flags & SAVE_B) and b >= 0
+            if (mode & CHECK) and (((flags & SAVE_A) and ver[a] != R[i, 6]) or ((flags & SAVE_B) and b >= 0
                     and ver[b] != R[i, 7]) or ((flags & SAVE_OUT) and ver[out] != R[i, 7])):
                 status, bad = VERSION_CHANGED, i
                 break
@@ -181,7 +185,7 @@ def run_reverse(R, start, seed, M, off, size, dt, leaf, retain, grad_of, ver,
                 reverse_record(op, a, b, out, aux, flags, M, F64, C64, G64, off, size)
             if op == OP_SETSTRIDED and overwrite:
                 _zero(G32, G64, off, size, dt, out)
-            if not retain_graph:
+            if mode & FREE:
                 R[i, 5] = flags | FREED
                 n_freed += 1
         elif overwrite:
@@ -223,3 +227,118 @@ def run_reverse(R, start, seed, M, off, size, dt, leaf, retain, grad_of, ver,
         reached[nr] = touched[j]
         nr += 1
     return status, bad, n_freed, reached[:nr]
+
+
+# ---- replay programs (tapegrad.compile) ----
+# A program is an int64 array of rows [kind, p1, p2, p3, p4, p5]: runs of records and the
+# events the recording saw between them (backward seeds and passes, new .grad tensors, guards).
+P_FWD, P_SEED, P_SEEDSLOT, P_REV, P_TAKE, P_CMP, P_VALUE = range(7)
+CMP_EQ, CMP_NE, CMP_LT, CMP_LE, CMP_GT, CMP_GE = range(6)
+
+
+@rule
+def _first(F32, F64, off, dt, s):
+    if dt[s] == 0:
+        return np.float64(F32[off[s]])
+    return F64[off[s]]
+
+
+@rule
+def _compare(op, x, y):
+    if op == CMP_EQ:
+        return x == y
+    if op == CMP_NE:
+        return x != y
+    if op == CMP_LT:
+        return x < y
+    if op == CMP_LE:
+        return x <= y
+    if op == CMP_GT:
+        return x > y
+    return x >= y
+
+
+@rule
+def _same(F, o, n, V, vi):
+    for k in range(n):
+        x, y = np.float64(F[o + k]), V[vi + k]
+        if x != y and not (x != x and y != y):
+            return False
+    return True
+
+
+@jit
+def run_program(P, R, M, off, size, dt, ver, F32, C32, G32, F64, C64, G64, needs, V, SL, SR,
+                SG):
+    """Run a recorded program; return -1, or the row of the first guard that fails."""
+    for j in range(P.shape[0]):
+        kind, p1, p2, p3, p4, p5 = P[j, 0], P[j, 1], P[j, 2], P[j, 3], P[j, 4], P[j, 5]
+        if kind == P_FWD:
+            run_forward(R, p1, p2, M, off, size, dt, F32, C32, F64, C64)
+        elif kind == P_SEED:
+            o, n = off[p1], size[p1]
+            for k in range(n):
+                if dt[p1] == 0:
+                    G32[o + k] = V[p2 + k]
+                else:
+                    G64[o + k] = V[p2 + k]
+        elif kind == P_SEEDSLOT:
+            o, og, n = off[p1], off[p2], size[p1]
+            for k in range(n):
+                if dt[p1] == 0:
+                    G32[o + k] = F32[og + k] if dt[p2] == 0 else F64[og + k]
+                else:
+                    G64[o + k] = F32[og + k] if dt[p2] == 0 else F64[og + k]
+        elif kind == P_REV:
+            run_reverse(R, p1, p2, M, off, size, dt, SL[p3], SR[p3], SG[p3], ver, F32, C32,
+                        G32, F64, C64, G64, needs, 0)
+        elif kind == P_TAKE:
+            o, og, n = off[p1], off[p2], size[p1]
+            if dt[p1] == 0:
+                F32[og:og + n] = G32[o:o + n]
+                G32[o:o + n] = 0
+            else:
+                F64[og:og + n] = G64[o:o + n]
+                G64[o:o + n] = 0
+        elif kind == P_CMP:
+            x = _first(F32, F64, off, dt, p2)
+            y = V[p4] if p3 < 0 else _first(F32, F64, off, dt, p3)
+            if _compare(p1, x, y) != (p5 != 0):
+                return j
+        elif kind == P_VALUE:
+            if dt[p1] == 0:
+                ok = _same(F32, off[p1], size[p1], V, p2)
+            else:
+                ok = _same(F64, off[p1], size[p1], V, p2)
+            if not ok:
+                return j
+    return -1
+
+
+@rule
+def _copy_slot(F32, F64, off, size, dt, src, dst):
+    n = size[src]
+    if dt[src] == 0:
+        F32[off[dst]:off[dst] + n] = F32[off[src]:off[src] + n]
+    else:
+        F64[off[dst]:off[dst] + n] = F64[off[src]:off[src] + n]
+
+
+@jit
+def run_steps(n, out, hist, carry, P, R, M, off, size, dt, ver, F32, C32, G32, F64, C64, G64,
+              needs, V, SL, SR, SG):
+    """Run a program n times, keeping the first value of slot `out` after each in hist.
+
+    `carry` rows (src, dst) copy a step's final state into the slots the next step reads.
+    Returns (steps done, failing guard row or -1)."""
+    for step in range(n):
+        if step > 0:
+            for c in range(carry.shape[0]):
+                _copy_slot(F32, F64, off, size, dt, carry[c, 0], carry[c, 1])
+        j = run_program(P, R, M, off, size, dt, ver, F32, C32, G32, F64, C64, G64, needs, V,
+                        SL, SR, SG)
+        if j >= 0:
+            return step, j
+        if out >= 0:
+            hist[step] = _first(F32, F64, off, dt, out)
+    return n, -1

@@ -39,4 +39,7 @@ def initial_seed():
 
 
 def _rng(generator=None):
+    from .tape import TAPE
+    if TAPE.rec is not None:
+        TAPE.rec.python_write("a random function")
     return (generator or default_generator)._g

@@ -14,7 +14,7 @@ import weakref
 
 import numpy as np
 
-from .interpret import GRAPH_FREED, VERSION_CHANGED, run_forward, run_reverse
+from .interpret import CHECK, FREE, GRAPH_FREED, VERSION_CHANGED, run_forward, run_reverse
 from .ops import DIFF, FREED, GA, GB, NF, OP_SETSTRIDED, OPS
 
 NP_FLOATS = (np.float32, np.float64)
@@ -64,6 +64,7 @@ class Tape:
         self.nconst = [0, 0]
         self.n_live = 0         # differentiable records not yet freed
         self.epoch = 0          # bumped at every reset; records of older epochs are gone
+        self.rec = None         # the Recorder while tapegrad.compile records a function
 
     # ---- slots ----
     def alloc(self, dt, n):
@@ -122,6 +123,8 @@ class Tape:
         """The raveled value of slot s (a view into the arena), after running pending records."""
         if self.done != self.n:
             self.flush()
+        if self.rec is not None:
+            self.rec.read(s)
         o = self.off[s]
         return self.F[self.key[s][0]][o:o + self.key[s][1]]
 
@@ -129,7 +132,9 @@ class Tape:
     def const(self, dt, v):
         """The slot id naming immediate v (a Python number) cast to dtype code dt."""
         c = self.consts[dt]
-        c.append(v)
+        if self.rec is not None and type(v) is not float:
+            self.rec.bind_const(dt, len(c) + self.nconst[dt], v)
+        c.append(float(v))
         return -len(c) - self.nconst[dt]
 
     def add_meta(self, values):
@@ -181,6 +186,8 @@ class Tape:
         run_forward(self.R, self.done, self.n, self.M, self.off, self.size, self.dt,
                     self.F[0], self.C[0], self.F[1], self.C[1])
         self.done = self.n
+        if self.rec is not None:
+            return
         if self.n_live == 0:
             self.reset()
         elif self.n > self.gc_at:
@@ -208,8 +215,9 @@ class Tape:
         self.deferred.clear()
 
     # ---- backward ----
-    def backward(self, rec, seed, grad, retain_graph, grad_of=None, retain=None):
-        """Seed G[seed] with grad (raveled) and run the reverse interpreter from record rec.
+    def backward(self, rec, seed, grad, retain_graph, grad_of=None, retain=None, grad_slot=-1):
+        """Seed G[seed] with grad (raveled; or the value of slot grad_slot) and run the reverse
+        interpreter from record rec.
 
         `grad_of` and `retain` may replace the slot table's (autograd.grad collects gradients
         without touching any .grad)."""
@@ -217,12 +225,18 @@ class Tape:
         self._sync()
         dt = self.key[seed][0]
         o = self.off[seed]
+        if grad_slot >= 0:
+            og = self.off[grad_slot]
+            grad = self.F[self.key[grad_slot][0]][og:og + self.key[grad_slot][1]]
         self.G[dt][o:o + self.key[seed][1]] = grad
+        retain = self.retain if retain is None else retain
+        grad_of = self.grad_of if grad_of is None else grad_of
+        if self.rec is not None:
+            self.rec.backward(rec, seed, grad, grad_slot, grad_of, retain)
         status, bad, n_freed, reached = run_reverse(
-            self.R, rec, seed, self.M, self.off, self.size, self.dt, self.leaf,
-            self.retain if retain is None else retain,
-            self.grad_of if grad_of is None else grad_of, self.ver, self.F[0], self.C[0], self.G[0], self.F[1], self.C[1],
-            self.G[1], self.needs, retain_graph)
+            self.R, rec, seed, self.M, self.off, self.size, self.dt, self.leaf, retain, grad_of,
+            self.ver, self.F[0], self.C[0], self.G[0], self.F[1], self.C[1], self.G[1],
+            self.needs, CHECK | (0 if retain_graph else FREE))
         self.n_live -= n_freed
         if status:
             for G in self.G:
@@ -247,7 +261,9 @@ class Tape:
                 target = retained
             else:
                 target.append(s)
-        if self.n_live == 0 and self.done == self.n:
+        if self.rec is not None:
+            pass
+        elif self.n_live == 0 and self.done == self.n:
             self.reset()
         elif self.n > self.gc_at:
             self.gc()
@@ -256,6 +272,8 @@ class Tape:
     def gc(self):
         """Free the graphs no tensor can reach any more (a grad-requiring result that was
         dropped without backward), then reset the tape or free the slots no live record uses."""
+        if self.rec is not None:
+            return
         self.flush() if self.done != self.n else None
         self._sync()
         R = self.R
@@ -294,6 +312,8 @@ class Tape:
         o, og = self.off[s], self.off[g]
         self.F[dt][og:og + n] = self.G[dt][o:o + n]
         self.G[dt][o:o + n] = 0
+        if self.rec is not None:
+            self.rec.take(s, g)
         return g
 
     # ---- inspection ----

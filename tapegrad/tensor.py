@@ -24,6 +24,11 @@ _NP_BINARY = {OP_ADD: np.add, OP_SUB: np.subtract, OP_MUL: np.multiply, OP_DIV: 
               OP_POW: np.power, OP_MAXIMUM: np.maximum, OP_MINIMUM: np.minimum}
 
 
+def _is_one(alpha):
+    """alpha == 1 for a plain Python number (a live compile input is never folded away)."""
+    return type(alpha) in (int, float) and alpha == 1
+
+
 def _prod(shape):
     n = 1
     for d in shape:
@@ -289,7 +294,7 @@ def _binary(op, x, y, fn=None, reverse=False):
         yb = _as_float(y, dt)
         sy, shape_y, rgy = yb._slot, yb._shape, yb._rg
     else:
-        sy, shape_y, rgy = TAPE.const(dt.code, float(y)), (), False
+        sy, shape_y, rgy = TAPE.const(dt.code, y), (), False
     sx, shape_x, rgx = xa._slot, xa._shape, xa._rg
     if reverse:
         sx, sy, shape_x, shape_y, rgx, rgy = sy, sx, shape_y, shape_x, rgy, rgx
@@ -538,7 +543,7 @@ def _setitem(x, idx, value):
         v = _as_float(value, x._dt)
         src, vshape, vrg = v._slot, v._shape, v._rg
     else:
-        src, vshape, vrg = TAPE.const(x._dt.code, float(value)), (), False
+        src, vshape, vrg = TAPE.const(x._dt.code, value), (), False
     if len(vshape) > len(shape) and all(d == 1 for d in vshape[:len(vshape) - len(shape)]):
         vshape = vshape[len(vshape) - len(shape):]
     out, _ = _broadcast(shape, vshape, "copy_") if vshape != shape else (shape, -1)
@@ -660,6 +665,8 @@ class Tensor:
     _grad = None        # rarely set: class defaults keep the per-op path short
     _np = None          # the NumPy value of an integer/bool tensor
     _vt = True          # in-place writes bump the version counter (not through .data)
+    _src = None         # (comparison, slot a, slot b, value b, dtype) of a comparison result
+                        # computed while tapegrad.compile records
     __hash__ = object.__hash__
     __array_priority__ = 1000
 
@@ -687,6 +694,8 @@ class Tensor:
     def _value(self):
         """The current value as a NumPy array (a view of the arena for float tensors)."""
         if self._slot < 0:
+            if self._src is not None and TAPE.rec is not None:
+                TAPE.rec.read_sources(self)
             return self._np
         return TAPE.value(self._slot).reshape(self._shape)
 
@@ -707,6 +716,9 @@ class Tensor:
         n = _prod(self._shape)
         if n != 1:
             raise RuntimeError(f"a Tensor with {n} elements cannot be converted to Scalar")
+        if self._src is not None and TAPE.rec is not None:
+            TAPE.rec.read_compare(self)         # guard the comparison, not the values
+            return self._np.reshape(-1)[0].item()
         return self._value().reshape(-1)[0].item()
 
     def __float__(self):
@@ -739,7 +751,9 @@ class Tensor:
         return (self[i] for i in range(self._shape[0]))
 
     def __repr__(self):
-        body = _format_values(self._value(), self._dt)
+        from .compile import Quiet
+        with Quiet():                           # printing records no guard
+            body = _format_values(self._value(), self._dt)
         extra = []
         if self._dt not in (D.get_default_dtype(), D.int64, D.bool_) or (
                 _prod(self._shape) == 0 and self._dt is not D.get_default_dtype()):
@@ -756,7 +770,9 @@ class Tensor:
 
     def __format__(self, spec):
         if not self._shape or (spec and _prod(self._shape) == 1):
-            return format(self.item(), spec)
+            from .compile import Quiet
+            with Quiet():
+                return format(self._value().reshape(-1)[0].item(), spec)
         return format(str(self), spec)
 
     # ---- metadata ----
@@ -957,8 +973,8 @@ class Tensor:
         r = np.asarray(np.mod(self._value(), o._value() if isinstance(o, Tensor) else o))
         return _make_np(r) if not self._dt.is_floating_point else tensor(r, dtype=self._dt)
 
-    add = lambda self, o, alpha=1: _binary(OP_ADD, self, o if alpha == 1 else o * alpha)
-    sub = lambda self, o, alpha=1: _binary(OP_SUB, self, o if alpha == 1 else o * alpha)
+    add = lambda self, o, alpha=1: _binary(OP_ADD, self, o if _is_one(alpha) else o * alpha)
+    sub = lambda self, o, alpha=1: _binary(OP_SUB, self, o if _is_one(alpha) else o * alpha)
     mul = __mul__
     multiply = __mul__
     div = __truediv__
@@ -1110,10 +1126,23 @@ class Tensor:
 
     # ---- comparisons (never differentiable) ----
     def _compare(self, o, fn):
-        b = o._value() if isinstance(o, Tensor) else o
         if isinstance(o, Tensor):
             _broadcast(self._shape, o._shape, fn.__name__)
-        return _make_np(np.asarray(fn(self._value(), b)), D.bool_)
+        if TAPE.rec is None:
+            b = o._value() if isinstance(o, Tensor) else o
+            return _make_np(np.asarray(fn(self._value(), b)), D.bool_)
+        from .compile import CMP_CODES, Quiet
+        with Quiet():                           # the result carries its sources instead
+            b = o._value() if isinstance(o, Tensor) else o
+            r = _make_np(np.asarray(fn(self._value(), b)), D.bool_)
+        if self._slot >= 0 and (not isinstance(o, Tensor) or o._slot >= 0 and
+                                _prod(o._shape) == 1) and _prod(self._shape) == 1:
+            bv = float(np.asarray(b, self._dt.np)) if not isinstance(o, Tensor) else 0.0
+            r._src = (CMP_CODES[fn], self._slot, o._slot if isinstance(o, Tensor) else -1, bv,
+                      self._dt)
+        else:       # any use of the result guards the values compared
+            r._src = (None, self._slot, o._slot if isinstance(o, Tensor) else -1, 0.0, None)
+        return r
 
     def __eq__(self, o):
         return self._compare(o, np.equal)
@@ -1366,7 +1395,7 @@ class Tensor:
             ob = _as_float(o, self._dt)
             sb, shape_b = ob._slot, ob._shape
         else:
-            sb, shape_b = TAPE.const(self._dt.code, float(o)), ()
+            sb, shape_b = TAPE.const(self._dt.code, o), ()
         out, aux = _broadcast(self._shape, shape_b, OPS[op].name)
         if out != self._shape:
             raise RuntimeError(f"output with shape {list(self._shape)} doesn't match the "
@@ -1402,10 +1431,10 @@ class Tensor:
         return self._inplace_binary(OP_DIV, o, "DivBackward0")
 
     def add_(self, o, alpha=1):
-        return self._inplace_binary(OP_ADD, o if alpha == 1 else o * alpha, "AddBackward0")
+        return self._inplace_binary(OP_ADD, o if _is_one(alpha) else o * alpha, "AddBackward0")
 
     def sub_(self, o, alpha=1):
-        return self._inplace_binary(OP_SUB, o if alpha == 1 else o * alpha, "SubBackward0")
+        return self._inplace_binary(OP_SUB, o if _is_one(alpha) else o * alpha, "SubBackward0")
 
     def mul_(self, o):
         return self._inplace_binary(OP_MUL, o, "MulBackward0")
@@ -1459,7 +1488,7 @@ class Tensor:
         if isinstance(value, Tensor):
             value = value.item()
         TAPE.record(OP_FILL, NONE, NONE, self._slot, self._shape,
-                    -TAPE.const(self._dt.code, float(value)) - 1)
+                    -TAPE.const(self._dt.code, value) - 1)
         _bump(self)
         if _Mode.enabled and self._rg and self._fn is not None:
             _repoint(self, TAPE.n - 1, "FillBackward0")
@@ -1486,6 +1515,8 @@ class Tensor:
     def _write_now(self, values):
         """Overwrite the value from Python right away (random initialisers)."""
         _check_inplace(self)
+        if TAPE.rec is not None:
+            TAPE.rec.python_write("an in-place random initialiser")
         if self._slot < 0:
             self._np[...] = values
         else:

@@ -1,5 +1,7 @@
 """Optimizer base and SGD (momentum, dampening, nesterov, weight_decay, maximize)."""
+from ..compile import live
 from ..dtypes import no_grad
+from ..tape import TAPE
 from ..tensor import Tensor
 
 
@@ -65,8 +67,18 @@ class SGD(Optimizer):
                                       weight_decay=weight_decay, nesterov=nesterov,
                                       maximize=maximize))
 
+    def _structure(self):
+        """What step() decides in Python: hyperparameters other than lr, which parameters have
+        a .grad and which have momentum buffers (a guard when tapegrad.compile records)."""
+        return tuple((tuple(v for k, v in sorted(g.items()) if k not in ("params", "lr")),
+                      tuple((p.grad is None, "momentum_buffer" in self.state.get(p, ()))
+                            for p in g["params"])) for g in self.param_groups)
+
     @no_grad()
     def step(self, closure=None):
+        if TAPE.rec is not None:
+            TAPE.rec.python_guard(f"{type(self).__name__} state", lambda args: self._structure(),
+                                  self._structure())
         loss = None
         if closure is not None:
             with __import__("tapegrad").enable_grad():
@@ -88,5 +100,5 @@ class SGD(Optimizer):
                     else:
                         buf.mul_(g["momentum"]).add_(d, alpha=1 - g["dampening"])
                     d = d + g["momentum"] * buf if g["nesterov"] else buf
-                p.sub_(d, alpha=g["lr"])
+                p.sub_(d, alpha=live(g["lr"], lambda g=g: g["lr"], "lr"))
         return loss

@@ -1,0 +1,748 @@
+"""tapegrad.compile: record a function once, replay its tape in compiled code.
+
+The first call runs the function in Python with the tape in recording mode: nothing is reset or
+reused, and every effect Python has on tensor storage besides the records themselves (backward
+seeds and passes, new ``.grad`` tensors) and every value Python reads (``bool``, ``.item()``,
+``if``/``while`` on a tensor) is logged as an event. The records plus events form a *path*: an
+integer program that ``run_program`` executes in one compiled call. Later calls check the
+path's guards (argument shapes/dtypes/requires_grad, the ``.grad`` state of the parameters,
+Python-side guards) and replay it; value guards are re-checked inside the program, and a guard
+that goes the other way makes the function record a new path for the new case. Paths are cached.
+
+Python side effects in the function (printing, appending to lists) happen only when it records.
+"""
+import hashlib
+import sys
+import warnings
+import weakref
+
+import numpy as np
+
+from . import dtypes as D
+from .interpret import (CMP_EQ, CMP_GE, CMP_GT, CMP_LE, CMP_LT, CMP_NE, P_CMP, P_FWD, P_REV,
+                        P_SEED, P_SEEDSLOT, P_TAKE, P_VALUE, run_program, run_steps)
+from .ops import DIFF, FREED, NF, OPS
+from .tape import NONE, TAPE
+from .tensor import Tensor, _make
+
+MAX_PATHS = 8           # re-records of one function before it runs eagerly for good
+CMP_CODES = {np.equal: CMP_EQ, np.not_equal: CMP_NE, np.less: CMP_LT, np.less_equal: CMP_LE,
+             np.greater: CMP_GT, np.greater_equal: CMP_GE}
+CMP_TEXT = {CMP_EQ: "==", CMP_NE: "!=", CMP_LT: "<", CMP_LE: "<=", CMP_GT: ">", CMP_GE: ">="}
+_PKG = __name__.rsplit(".", 1)[0]
+
+
+def _where():
+    """file:line of the innermost caller outside tapegrad (for explain())."""
+    f = sys._getframe(1)
+    while f is not None and f.f_globals.get("__name__", "").split(".")[0] == _PKG:
+        f = f.f_back
+    return f"{f.f_code.co_filename.rsplit('/', 1)[-1]}:{f.f_lineno}" if f else "?"
+
+
+class Stale(Exception):
+    """A recorded path cannot be used for this call (the reason is the message)."""
+
+
+# ---- Python numbers that stay inputs ----
+class _Live:
+    """Mixin for a Python number whose value is re-read at every replay: an argument, or a
+    value derived from one (`lr / 2`), or an optimizer hyperparameter. Arithmetic keeps it
+    live; any other use (comparison, bool, int, indexing) freezes it under an equality guard."""
+
+    def _frozen(self):
+        rec = TAPE.rec
+        if rec is not None and not self.__dict__.get("_guarded"):
+            self._guarded = True
+            rec.python_guard(f"Python number {self._desc} == {self._plain()!r}", self._get,
+                             self._plain())
+        return self._plain()
+
+
+def _num(value, get, desc):
+    """A live number of value's type (float or int) reading its value with get(args)."""
+    cls = _LiveFloat if isinstance(value, float) else _LiveInt
+    x = cls(value)
+    x._get, x._desc = get, desc
+    return x
+
+
+def _lift(op, sym, rev=False):
+    def method(self, other):
+        if isinstance(other, (Tensor, np.ndarray)) or not isinstance(other, (int, float)):
+            return NotImplemented
+        plain = other._plain() if isinstance(other, _Live) else other
+        r = op(plain, self._plain()) if rev else op(self._plain(), plain)
+        if r is NotImplemented or isinstance(other, bool) or not isinstance(r, (int, float)):
+            return r
+        g1 = self._get
+        g2 = other._get if isinstance(other, _Live) else (lambda args, v=other: v)
+        get = (lambda a: op(g2(a), g1(a))) if rev else (lambda a: op(g1(a), g2(a)))
+        d2 = other._desc if isinstance(other, _Live) else repr(other)
+        return _num(r, get, f"({d2} {sym} {self._desc})" if rev else f"({self._desc} {sym} {d2})")
+    return method
+
+
+def _frozen_method(name):
+    def method(self, *args):
+        return getattr(self._frozen(), name)(*args)
+    return method
+
+
+def _install(cls):
+    import operator as o
+    for name, op, sym in (("add", o.add, "+"), ("sub", o.sub, "-"), ("mul", o.mul, "*"),
+                          ("truediv", o.truediv, "/"), ("floordiv", o.floordiv, "//"),
+                          ("mod", o.mod, "%"), ("pow", o.pow, "**")):
+        setattr(cls, f"__{name}__", _lift(op, sym))
+        setattr(cls, f"__r{name}__", _lift(op, sym, rev=True))
+    cls.__neg__ = lambda self: _num(-self._plain(), lambda a, g=self._get: -g(a),
+                                    f"-{self._desc}")
+    cls.__pos__ = lambda self: self
+    for name in ("__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__", "__bool__",
+                 "__int__", "__index__", "__round__", "__trunc__", "__floor__", "__ceil__",
+                 "__abs__", "__hash__", "__divmod__", "__rdivmod__", "is_integer"):
+        if hasattr(cls.__mro__[2], name):
+            setattr(cls, name, _frozen_method(name))
+    cls.__float__ = lambda self: float(self._plain())
+    cls.__repr__ = lambda self: repr(self._plain())
+    cls.__str__ = lambda self: str(self._plain())
+    cls.__format__ = lambda self, spec: format(self._plain(), spec)
+    cls.__reduce__ = lambda self: (type(self._plain()), (self._plain(),))
+    return cls
+
+
+@_install
+class _LiveFloat(_Live, float):
+    def _plain(self):
+        return float.__float__(self)
+
+
+@_install
+class _LiveInt(_Live, int):
+    def _plain(self):
+        return int.__int__(self)
+
+
+def live(value, get, desc):
+    """`value`, re-read with get() at every replay when used as a constant of a tensor op
+    (optimizers pass their hyperparameters through this, so a changed lr takes effect)."""
+    if TAPE.rec is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return value
+    return _num(value, lambda args: get(), desc)
+
+
+# ---- recording ----
+class Recorder:
+    """Collects the events of one recording; installed as TAPE.rec while fn runs."""
+
+    def __init__(self):
+        self.events = []            # (records before the event, kind, p1..p5)
+        self.descs = {}             # event index -> text (guards)
+        self.V = []                 # float64 values: seeds and guard values
+        self.snaps = []             # (leaf, retain, grad_of) arrays at each backward
+        self.consts = []            # (dtype code, const index, getter, text)
+        self.pyguards = []          # (text, getter, expected)
+        self.impure = None          # why the recording cannot be replayed
+        self.quiet = 0
+
+    def _event(self, kind, *p, desc=None):
+        if desc is not None:
+            self.descs[len(self.events)] = desc
+        self.events.append((TAPE.n, kind) + p + (0,) * (5 - len(p)))
+
+    def _values(self, values):
+        i = sum(len(v) for v in self.V)
+        self.V.append(np.asarray(values, np.float64).reshape(-1))
+        return i
+
+    # hooks called by the tape and tensors
+    def read(self, s):
+        if not self.quiet:
+            vals = TAPE.F[TAPE.key[s][0]][TAPE.off[s]:TAPE.off[s] + TAPE.key[s][1]]
+            self._event(P_VALUE, s, self._values(vals),
+                        desc=f"value of s{s} read by Python at {_where()}")
+
+    def read_compare(self, t):
+        """bool()/item() of a comparison result: guard the comparison's outcome."""
+        op, a, b, bval, _ = t._src
+        if op is None:
+            return self.read_sources(t)
+        res = bool(t._np.reshape(-1)[0])
+        vi = self._values([bval]) if b < 0 else 0
+        rhs = repr(bval) if b < 0 else f"s{b}"
+        self._event(P_CMP, op, a, b, vi, int(res),
+                    desc=f"s{a} {CMP_TEXT[op]} {rhs} was {res} at {_where()}")
+
+    def read_sources(self, t):
+        """Any other use of a comparison result: guard the values it was computed from."""
+        for s in t._src[1:3]:
+            if s >= 0:
+                self.read(s)
+
+    def backward(self, rec, seed, grad, grad_slot, grad_of, retain):
+        if grad_slot >= 0:
+            self._event(P_SEEDSLOT, seed, grad_slot)
+        else:
+            g = np.broadcast_to(np.asarray(grad, np.float64), (TAPE.key[seed][1],))
+            self._event(P_SEED, seed, self._values(g))
+        n = TAPE.nslots
+        self.snaps.append((TAPE.leaf[:n].copy(), retain[:n].copy(), grad_of[:n].copy()))
+        self._event(P_REV, rec, seed, len(self.snaps) - 1)
+
+    def take(self, s, g):
+        self._event(P_TAKE, s, g)
+
+    def bind_const(self, dt, k, v):
+        if isinstance(v, _Live):
+            self.consts.append((dt, k, v._get, v._desc))
+
+    def python_guard(self, text, get, expected):
+        self.pyguards.append((f"{text} (at {_where()})", get, expected))
+
+    def python_write(self, what):
+        if self.impure is None:
+            self.impure = f"{what} at {_where()} writes values computed in Python"
+
+
+class Quiet:
+    """Reads inside this block (printing, internal checks) record no guard."""
+
+    def __enter__(self):
+        if TAPE.rec is not None:
+            TAPE.rec.quiet += 1
+
+    def __exit__(self, *exc):
+        if TAPE.rec is not None:
+            TAPE.rec.quiet -= 1
+
+
+# ---- arguments ----
+def _arg_key(x):
+    if isinstance(x, Tensor):
+        return ("T", x._shape, x._dt.name, bool(x._rg), x._slot >= 0)
+    if isinstance(x, np.ndarray):
+        return ("A", x.shape, x.dtype.str)
+    if isinstance(x, bool) or x is None or isinstance(x, str):
+        return ("V", x)
+    if isinstance(x, (int, float)):
+        return ("N", type(x).__name__)
+    return ("O", id(x))
+
+
+class _Leaf:
+    """A tensor with requires_grad seen by a recording, and its .grad before and after.
+    `pos` is its argument position when it was passed as an argument (else -1)."""
+    __slots__ = ("ref", "pos", "slot", "grad_in", "grad_out")
+
+    def tensor(self, args):
+        return args[self.pos] if self.pos >= 0 else self.ref()
+
+
+def _slots_of(event):
+    kind, p = event[1], event[2:]
+    return {P_SEED: (p[0],), P_SEEDSLOT: (p[0], p[1]), P_REV: (p[1],), P_TAKE: (p[0], p[1]),
+            P_CMP: (p[1], p[2]), P_VALUE: (p[0],)}[kind]
+
+
+class Path:
+    """One recorded path of a compiled function: its tape, program and guards."""
+
+    def __init__(self, rec, inputs, leaves, outputs, closure, live0):
+        T = TAPE
+        T._sync()
+        n = T.n
+        self.R = T.R[:n].copy()
+        self.R[:, 5] &= ~FREED
+        self.M = T.M[:T.nmeta].copy()
+        self.C = [T.C[d][:T.nconst[d]].copy() for d in (0, 1)]
+        self.shapes = list(T.shapes)
+        self.events = rec.events
+        rows, self.row_desc = [], []
+        last = 0
+        for k, e in enumerate(rec.events):
+            if e[0] > last:
+                rows.append((P_FWD, last, e[0], 0, 0, 0))
+                self.row_desc.append(None)
+                last = e[0]
+            rows.append(e[1:])
+            self.row_desc.append(rec.descs.get(k))
+        if n > last or not rows:
+            rows.append((P_FWD, last, n, 0, 0, 0))
+            self.row_desc.append(None)
+        self.P = np.array(rows, np.int64).reshape(-1, 6)
+        self.V = np.concatenate(rec.V) if rec.V else np.zeros(1)
+        ns = T.nslots
+        k = max(len(rec.snaps), 1)
+        self.SL = np.zeros((k, ns), np.int8)
+        self.SR = np.zeros((k, ns), np.int8)
+        self.SG = np.full((k, ns), -1, np.int64)
+        for i, (lf, rt, go) in enumerate(rec.snaps):
+            self.SL[i, :len(lf)], self.SR[i, :len(rt)], self.SG[i, :len(go)] = lf, rt, go
+        self.consts = rec.consts
+        self.pyguards = rec.pyguards
+        self.inputs = inputs            # (argument position, slot) of tensor/array arguments
+        self.leaves = leaves
+        self.outputs = outputs          # the structure of fn's result
+        self.closure = closure
+        # the slots the tape names are held for its lifetime (never freed and reused under it)
+        used = set(int(v) for v in self.R[:, 1:4].ravel() if v >= 0)
+        for e in rec.events:
+            used.update(int(v) for v in _slots_of(e) if v >= 0)
+        used.update(s for _, s in inputs)
+        self.held = sorted(used)
+        for s in self.held:
+            T.refs[s] += 1
+        # between the steps of run(): a new .grad made by one step is the .grad the next reads
+        self.carry = np.array([(lf.grad_out._slot, lf.grad_in) for lf in leaves
+                               if lf.grad_out is not None and lf.grad_in >= 0
+                               and lf.grad_out._slot != lf.grad_in], np.int64).reshape(-1, 2)
+        # a guard after a write to state that existed before the call: replay needs a snapshot
+        self.snapshot = []
+        guards = [j for j, r in enumerate(self.P) if r[0] in (P_CMP, P_VALUE)]
+        if guards:
+            written = set()
+            for r in self.P[:guards[-1]]:
+                if r[0] == P_FWD:
+                    written.update(int(s) for s in self.R[r[1]:r[2], 3] if s in live0)
+                elif r[0] == P_TAKE and r[2] in live0:
+                    written.add(int(r[2]))
+            self.snapshot = sorted(written)
+
+    def release(self):
+        held, self.held = self.held, []
+        for s in held:
+            TAPE.release(s)
+
+    def __del__(self):
+        try:
+            self.release()
+        except Exception:       # interpreter shutdown
+            pass
+
+    # ---- inspection ----
+    def dump(self, file=None):
+        """One line per record (`i: op a b -> out shape dtype`), events indented between."""
+        lines = []
+        ev = {}
+        for e in self.events:
+            ev.setdefault(e[0], []).append(e)
+        for i in range(len(self.R) + 1):
+            lines.extend("   " + _event_text(e) for e in ev.get(i, []))
+            if i == len(self.R):
+                break
+            op, a, b, out, aux, flags = (int(v) for v in self.R[i, :6])
+            names = [f"s{s}" if s >= 0 else f"c{-s - 1}" for s in (a, b) if s != NONE]
+            dt = "float32" if TAPE.key[out][0] == 0 else "float64"
+            tag = " grad" if flags & DIFF else ""
+            lines.append(f"{i}: {OPS[op].name} {' '.join(names)} -> s{out} "
+                         f"{self.shapes[i]} {dt}{tag}")
+        text = "\n".join(lines)
+        print(text, file=file)
+        return text
+
+    def to_dot(self):
+        """Graphviz source of the records: slots as ellipses, records as boxes."""
+        out = ["digraph tape {", "  rankdir=LR;", "  node [fontname=monospace];"]
+        slots = set()
+        for i, r in enumerate(self.R):
+            op, a, b, o = (int(v) for v in r[:4])
+            out.append(f'  r{i} [shape=box, label="{i}: {OPS[op].name}"];')
+            for s in (a, b):
+                if s >= 0:
+                    slots.add(s)
+                    out.append(f"  s{s} -> r{i};")
+            slots.add(o)
+            out.append(f"  r{i} -> s{o};")
+        out.extend(f'  s{s} [label="s{s}"];' for s in sorted(slots))
+        out.append("}")
+        return "\n".join(out)
+
+    def fingerprint(self):
+        """A stable hash of the computation: opcodes, wiring (slot ids renumbered in order of
+        first use), shapes, dtypes, metadata, immediates and events."""
+        h = hashlib.sha256()
+        ids = {}
+
+        def rename(s):
+            return s if s < 0 else ids.setdefault(s, len(ids))
+        for r in self.R:
+            h.update(np.array([r[0], rename(r[1]), rename(r[2]), rename(r[3]), r[4], r[5],
+                               TAPE.key[r[3]][0]], np.int64).tobytes())
+        h.update(repr(self.shapes).encode())
+        h.update(self.M.tobytes())
+        for c in self.C:
+            h.update(c.tobytes())
+        for e in self.events:
+            h.update(repr((e[0], e[1])).encode())
+        return h.hexdigest()[:16]
+
+
+def _event_text(e):
+    kind, p = e[1], e[2:]
+    if kind == P_SEED:
+        return f"seed the gradient of s{p[0]}"
+    if kind == P_SEEDSLOT:
+        return f"seed the gradient of s{p[0]} from s{p[1]}"
+    if kind == P_REV:
+        return f"backward from record {p[0]} (s{p[1]})"
+    if kind == P_TAKE:
+        return f"new .grad s{p[1]} from the gradient of s{p[0]}"
+    if kind == P_CMP:
+        rhs = f"s{p[2]}" if p[2] >= 0 else "immediate"
+        return f"guard s{p[1]} {CMP_TEXT[p[0]]} {rhs} is {bool(p[4])}"
+    return f"guard the value of s{p[0]}"
+
+
+def _copy(src, dst):
+    d, n = TAPE.key[src]
+    F = TAPE.F[d]
+    F[TAPE.off[dst]:TAPE.off[dst] + n] = F[TAPE.off[src]:TAPE.off[src] + n]
+
+
+def _fresh_copy(s, shape, dt, rg=False, fn=None):
+    g = TAPE.alloc(*TAPE.key[s])
+    _copy(s, g)
+    return _make(g, shape, dt, rg, -1, fn)
+
+
+class Compiled:
+    """The callable tapegrad.compile returns (see the module docstring)."""
+
+    def __init__(self, fn, max_paths=MAX_PATHS):
+        self.fn = fn
+        self.max_paths = max_paths
+        self.paths = {}             # argument signature -> [Path]
+        self.log = []               # explain() lines
+        self.n_records = 0
+        self.eager = False
+        self.last = None            # the path of the last call
+        self.calls = 0
+        for a in ("__name__", "__qualname__", "__doc__", "__module__"):
+            if hasattr(fn, a):
+                setattr(self, a, getattr(fn, a))
+        self.__wrapped__ = fn
+
+    @property
+    def tape(self):
+        """The path the last call used (None before the first recorded call)."""
+        return self.last
+
+    def explain(self):
+        """A readable account of every recording: why it happened, and what was decided."""
+        return "\n".join(self.log) if self.log else "no recordings yet"
+
+    def __get__(self, obj, objtype=None):           # decorating a method
+        if obj is None:
+            return self
+        import functools
+        return functools.partial(self.__call__, obj)
+
+    # ---- calling ----
+    def __call__(self, *args):
+        self.calls += 1
+        if self.eager or TAPE.rec is not None:
+            return self.fn(*args)
+        TAPE.flush()
+        sig = tuple(_arg_key(a) for a in args)
+        reasons = []
+        for path in self.paths.get(sig, ()):
+            try:
+                return self._replay(path, args)
+            except Stale as e:
+                reasons.append(str(e))
+        return self._record(args, sig, reasons)
+
+    def _prepare(self, path, args):
+        """Check the guards Python can check and bind the inputs; raise Stale. Returns the
+        slot offsets to restore after the run."""
+        for cell, obj in path.closure:
+            try:
+                if cell.cell_contents is not obj:
+                    raise Stale("a tensor in the function's closure was rebound")
+            except ValueError:
+                raise Stale("a closure variable was deleted") from None
+        for text, get, expected in path.pyguards:
+            v = get(args)
+            if v != expected:
+                raise Stale(f"{text}: now {v!r}")
+        T = TAPE
+        copies = []
+        for lf in path.leaves:
+            t = lf.tensor(args)
+            if t is None:
+                continue
+            if lf.pos < 0 and t._slot != lf.slot:
+                raise Stale(f"a parameter moved to new storage (s{lf.slot} -> s{t._slot})")
+            g = t._grad
+            if (g is None) != (lf.grad_in < 0):
+                raise Stale(f"s{lf.slot}.grad is {'None' if g is None else 'set'}, it was "
+                            f"{'None' if lf.grad_in < 0 else 'set'} when recorded")
+            if g is not None and g._slot != lf.grad_in:
+                copies.append((g._slot, lf.grad_in))
+        for d, k, get, _ in path.consts:
+            path.C[d][k] = get(args)
+        rebound = []
+        for pos, s in path.inputs:
+            a = args[pos]
+            if isinstance(a, Tensor):
+                if a._slot != s:
+                    rebound.append((s, int(T.off[s])))
+                    T.off[s] = T.off[a._slot]
+            else:
+                d, n = T.key[s]
+                T.F[d][T.off[s]:T.off[s] + n] = np.asarray(a, T.F[d].dtype).reshape(-1)
+        for src, dst in copies:
+            _copy(src, dst)
+        return rebound
+
+    def _finish(self, path, args):
+        """Give the parameters their .grad as the function left them."""
+        for lf in path.leaves:
+            t = lf.tensor(args)
+            if t is None:
+                continue
+            go = lf.grad_out
+            if go is None:
+                t._grad = None
+                TAPE.set_grad_of(t._slot, -1)
+            elif go._slot == lf.grad_in:            # accumulated in place
+                if t._grad._slot != lf.grad_in:
+                    _copy(lf.grad_in, t._grad._slot)
+            else:                                   # a new .grad tensor
+                t._grad = _fresh_copy(go._slot, go._shape, go._dt)
+                TAPE.set_grad_of(t._slot, t._grad._slot)
+
+    def _run(self, path):
+        T = TAPE
+        return run_program(path.P, path.R, path.M, T.off, T.size, T.dt, T.ver, T.F[0],
+                           path.C[0], T.G[0], T.F[1], path.C[1], T.G[1], T.needs, path.V,
+                           path.SL, path.SR, path.SG)
+
+    def _replay(self, path, args):
+        rebound = self._prepare(path, args)
+        saved = [(s, TAPE.value(s).copy()) for s in path.snapshot]
+        try:
+            j = self._run(path)
+        finally:
+            for s, o in rebound:
+                TAPE.off[s] = o
+        if j >= 0:
+            for s, v in saved:
+                TAPE.value(s)[:] = v
+            for G in TAPE.G:
+                G[:] = 0
+            raise Stale(f"guard failed: {path.row_desc[j]}; now it goes the other way")
+        self._finish(path, args)
+        self.last = path
+        return self._outputs(path.outputs, args)
+
+    def _outputs(self, o, args):
+        kind = o[0]
+        if kind == "T":
+            _, s, shape, dt, rg, fn = o
+            return _fresh_copy(s, shape, dt, rg, fn)
+        if kind == "arg":
+            return args[o[1]]
+        if kind == "seq":
+            return o[1](self._outputs(x, args) for x in o[2])
+        return o[1]
+
+    def _describe(self, r, args, pre):
+        if isinstance(r, Tensor):
+            for i, a in enumerate(args):
+                if r is a:
+                    return ("arg", i)
+            if r._slot < 0:
+                raise Stale("it returns an integer or bool tensor")
+            if id(r) in pre:
+                raise Stale("it returns a tensor that existed before the call")
+            return ("T", r._slot, r._shape, r._dt, r._rg, r._fn)
+        if isinstance(r, (tuple, list)):
+            return ("seq", type(r), [self._describe(x, args, pre) for x in r])
+        if isinstance(r, _Live):
+            raise Stale("it returns a Python number computed from its arguments")
+        if r is None or isinstance(r, (int, float, str, bool)):
+            return ("const", r)
+        raise Stale(f"it returns a {type(r).__name__}")
+
+    # ---- recording ----
+    def _record(self, args, sig, reasons):
+        n_paths = sum(len(v) for v in self.paths.values())
+        why = "; ".join(reasons) if reasons else ("first call" if not self.n_records else
+                                                   "new argument shapes, dtypes or types")
+        head = f"call {self.calls}: {why}"
+        if self.n_records >= self.max_paths:
+            self.eager = True
+            self.log.append(f"{head} -> recorded {self.n_records} times: eager from now on")
+            warnings.warn(f"tapegrad.compile: {self.__name__} was recorded "
+                          f"{self.n_records} times; it runs eagerly from now on (see "
+                          f".explain())", RuntimeWarning, stacklevel=3)
+            return self.fn(*args)
+        T = TAPE
+        T.gc()
+        if T.n:
+            self.log.append(f"{head} -> ran eagerly: a graph recorded outside the function "
+                            f"is still alive")
+            return self.fn(*args)
+        rec = Recorder()
+        wrapped, inputs = [], []
+        for i, a in enumerate(args):
+            if isinstance(a, Tensor):
+                if a._slot >= 0:
+                    inputs.append((i, a._slot))
+                else:
+                    key = (a._shape, a._np.tobytes())
+                    rec.pyguards.append((f"integer tensor argument {i}", lambda xs, i=i: (
+                        xs[i]._shape, xs[i]._np.tobytes()), key))
+                wrapped.append(a)
+            elif isinstance(a, np.ndarray) and a.dtype.kind == "f":
+                from .tensor import _from_array
+                t = _from_array(a, D.from_np(a.dtype))
+                inputs.append((i, t._slot))
+                wrapped.append(t)
+            elif isinstance(a, (int, float)) and not isinstance(a, bool):
+                wrapped.append(_num(a, lambda xs, i=i: xs[i], f"argument {i}"))
+            else:
+                wrapped.append(a)
+        live0 = {s for s in range(T.nslots) if T.refs[s] > 0}
+        owners = {}
+        for s, r in T.owners.items():
+            t = r() if isinstance(r, weakref.ref) else None
+            if t is not None:
+                owners[s] = (r, t, -1 if t._grad is None else t._grad._slot)
+        pre = {id(t) for _, t, _ in owners.values()}
+        T.rec = rec
+        try:
+            result = self.fn(*wrapped)
+            T.flush()
+        finally:
+            T.rec = None
+        result = _unwrap(result, args, wrapped)
+        problem = rec.impure
+        if problem is None and T.n_live:
+            problem = ("its result requires grad (a graph is still alive after the call); "
+                       "replaying such functions is not supported yet")
+        outputs = None
+        if problem is None:
+            try:
+                outputs = self._describe(result, args, pre)
+            except Stale as e:
+                problem = str(e)
+        if problem is not None:
+            self.log.append(f"{head} -> ran eagerly, not replayable: {problem}")
+            if not T.n_live:
+                T.reset()
+            return result
+        steady = all(get(args) == expected for _, get, expected in rec.pyguards)
+        used = set(int(v) for v in T.R[:T.n, 1:4].ravel() if v >= 0)
+        for e in rec.events:
+            used.update(_slots_of(e))
+        leaves = []
+        positions = {s: i for i, s in inputs}
+        for s, (r, t, g) in owners.items():
+            if s not in used:
+                continue
+            if (t._grad is None) != (g < 0):
+                steady = False
+            lf = _Leaf()
+            lf.ref, lf.pos, lf.slot, lf.grad_in = r, positions.get(s, -1), s, g
+            lf.grad_out = t._grad
+            leaves.append(lf)
+        closure = []
+        for cell in getattr(self.fn, "__closure__", None) or ():
+            try:
+                if isinstance(cell.cell_contents, Tensor):
+                    closure.append((cell, cell.cell_contents))
+            except ValueError:
+                pass
+        path = Path(rec, inputs, leaves, outputs, closure, live0)
+        T.reset()
+        self.n_records += 1
+        self.last = path
+        if steady:
+            self.paths.setdefault(sig, []).append(path)
+            self.log.append(f"{head} -> recorded path {n_paths + 1}: {len(path.R)} records, "
+                            f"{len(path.P)} program rows, fingerprint {path.fingerprint()}")
+        else:
+            self.log.append(f"{head} -> recorded, not cached: the call changed the state it "
+                            f"starts from (a first .grad, or new optimizer state)")
+            path.release()
+        return result
+
+    # ---- many steps in one call ----
+    def run(self, n, *args, every=1):
+        """Call the function n times with these arguments, all steps after the first ones
+        inside one compiled loop; return the first value of its result at every `every`-th
+        step (the loss history) as a float64 NumPy array."""
+        n, every = int(n), int(every)
+        if n < 0 or every < 1:
+            raise ValueError(f"run: n must be >= 0 and every >= 1 (got n={n}, every={every})")
+        hist = np.full(n, np.nan)
+        step = 0
+        while step < n:
+            before = self.n_records
+            hist[step] = _scalar(self(*args))
+            step += 1
+            path = self.last
+            if (self.eager or self.n_records != before or path is None or path.snapshot
+                    or path not in self.paths.get(tuple(_arg_key(a) for a in args), ())):
+                continue                # recorded or ran eagerly: go on step by step
+            step = self._loop(path, args, n, step, hist)
+        return hist[every - 1::every].copy()
+
+    def _loop(self, path, args, n, step, hist):
+        """Replay `path` for steps step..n-1 in one compiled call; stop at a failed guard."""
+        out = path.outputs
+        while out[0] == "seq" and out[2]:
+            out = out[2][0]
+        try:
+            rebound = self._prepare(path, args)
+        except Stale:
+            return step
+        T = TAPE
+        try:
+            done, j = run_steps(n - step, out[1] if out[0] == "T" else -1, hist[step:],
+                                path.carry, path.P, path.R, path.M, T.off, T.size, T.dt, T.ver,
+                                T.F[0], path.C[0], T.G[0], T.F[1], path.C[1], T.G[1], T.needs,
+                                path.V, path.SL, path.SR, path.SG)
+        finally:
+            for s, o in rebound:
+                T.off[s] = o
+        if j >= 0:
+            for G in T.G:
+                G[:] = 0
+            self.log.append(f"run(): step {step + done + 1}: guard failed: {path.row_desc[j]};"
+                            f" continuing in Python")
+        if done:
+            self._finish(path, args)
+        return step + done
+
+
+def _unwrap(r, args, wrapped):
+    """The function's result with live argument wrappers replaced by the arguments."""
+    for a, w in zip(args, wrapped):
+        if r is w:
+            return a
+    if isinstance(r, (tuple, list)):
+        return type(r)(_unwrap(x, args, wrapped) for x in r)
+    return r
+
+
+def _scalar(r):
+    while isinstance(r, (tuple, list)) and r:
+        r = r[0]
+    if isinstance(r, Tensor):
+        with Quiet():
+            return float(r._value().reshape(-1)[0])
+    try:
+        return float(r)
+    except (TypeError, ValueError):
+        return np.nan
+
+
+def compile(fn=None, *, max_paths=MAX_PATHS):
+    """Record fn once and replay its tape on later calls (usable as @tapegrad.compile)."""
+    if fn is None:
+        return lambda f: Compiled(f, max_paths)
+    return Compiled(fn, max_paths)
