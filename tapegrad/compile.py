@@ -307,6 +307,8 @@ class Path:
                     written.update(int(s) for s in self.R[r[1]:r[2], 3] if s in live0)
                 elif r[0] == P_TAKE and r[2] in live0:
                     written.add(int(r[2]))
+                elif r[0] == P_REV:              # gradients accumulate into existing .grad
+                    written.update(int(g) for g in self.SG[r[3]] if g in live0)
             self.snapshot = sorted(written)
 
     def release(self):

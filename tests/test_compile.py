@@ -1,0 +1,282 @@
+"""tapegrad.compile: replay equals eager; guards, re-records, inputs, state, run()."""
+import warnings
+
+import numpy as np
+import pytest
+
+import tapegrad as tg
+from test_ops import CASES, IDS
+
+X3 = np.array([[0.2, 0.5, 0.7], [0.4, 0.6, 0.8], [0.3, 0.6, 0.9]])
+Y3 = np.array([[0.8, 0.8], [0.7, 0.9], [0.9, 0.9]])
+
+
+def _regression(dtype=tg.float64, seed=0):
+    rng = np.random.default_rng(seed)
+    W = tg.tensor(rng.standard_normal((3, 2)), dtype=dtype, requires_grad=True)
+
+    def step(X, Y, lr):
+        loss = tg.norm(X @ W - Y) ** 2
+        loss.backward()
+        W.data = W.data - lr * W.grad
+        W.grad.zero_()
+        return loss
+    return W, step
+
+
+def _close(a, b, rtol=1e-12):
+    np.testing.assert_allclose(np.asarray(a, np.float64), np.asarray(b, np.float64), rtol=rtol,
+                               atol=1e-300)
+
+
+def test_training_step_replay_equals_eager():
+    X, Y = tg.tensor(X3), tg.tensor(Y3)
+    W1, s1 = _regression()
+    W2, s2 = _regression()
+    c = tg.compile(s1)
+    for _ in range(6):
+        _close(c(X, Y, 0.25).item(), s2(X, Y, 0.25).item())
+        _close(W1.detach().numpy(), W2.detach().numpy())
+        _close(W1.grad.numpy(), W2.grad.numpy())
+    assert len(c.paths) == 1 and c.n_records == 2     # first call: .grad did not exist yet
+    assert "recorded path 1" in c.explain()
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_every_op_replays_like_eager(case):
+    """A training step through each op of the table: losses, gradients and parameters."""
+    op, f_tg, _, shapes = case
+    rng = np.random.default_rng(len(shapes))
+    lims = op.lims
+    data = [rng.uniform(lims[0], lims[1], s) for s in shapes]
+    twins = [[tg.tensor(a, dtype=tg.float64, requires_grad=True) for a in data]
+             for _ in range(2)]
+
+    def make(ps):
+        def step(weight):
+            loss = (f_tg(*ps) * weight).sum()
+            loss.backward()
+            with tg.no_grad():
+                for p in ps:
+                    p -= 1e-3 * p.grad
+                    p.grad.zero_()
+            return loss
+        return step
+    compiled, eager = tg.compile(make(twins[0])), make(twins[1])
+    out_shape = f_tg(*twins[1]).shape
+    for k in range(4):
+        w = tg.tensor(rng.uniform(0.5, 1.5, tuple(out_shape)), dtype=tg.float64)
+        _close(compiled(w).item(), eager(w).item())
+        for p, q in zip(*twins):
+            _close(p.detach().numpy(), q.detach().numpy())
+    assert compiled.n_records == 2, compiled.explain()
+
+
+def _branchy(a):
+    b = a * 2
+    while b.norm() < 1000:
+        b = b * 2
+    if b.sum() > 0:
+        c = b
+    else:
+        c = 100 * b
+    return c
+
+
+@pytest.mark.parametrize("grad", [False, True])
+def test_guards_flip_both_ways(grad):
+    f = tg.compile(_branchy)
+    values = [[1.0, 2.0], [-1.0, 0.5], [1e-3, 1e-3], [1e4, 1e5], [3.0, 1.0], [-5.0, -1.0],
+              [1.0, 2.0], [-1.0, 0.5], [1e-30, 2e-30], [0.9, 2.1]]
+    for v in values:
+        a1 = tg.tensor(v, dtype=tg.float64, requires_grad=grad)
+        a2 = tg.tensor(v, dtype=tg.float64, requires_grad=grad)
+        r1, r2 = f(a1), _branchy(a2)
+        _close(r1.detach().numpy(), r2.detach().numpy())
+        if grad:
+            r1.sum().backward()
+            r2.sum().backward()
+            _close(a1.grad.numpy(), a2.grad.numpy())
+    if not grad:
+        assert "guard failed" in f.explain()
+        assert 1 < f.n_records < len(values)          # paths are cached and reused
+
+
+def test_shape_change_records_again():
+    f = tg.compile(lambda x: (x * x).sum())
+    for n in (3, 4, 3, 4):
+        x = np.arange(n, dtype=np.float64)
+        _close(f(tg.tensor(x)).item(), (x * x).sum())
+    assert f.n_records == 2
+
+
+def test_python_number_argument_is_an_input():
+    X, Y = tg.tensor(X3), tg.tensor(Y3)
+    W1, s1 = _regression()
+    W2, s2 = _regression()
+    c = tg.compile(s1)
+    for lr in (0.25, 0.25, 0.1, 0.05, 0.3):
+        _close(c(X, Y, lr).item(), s2(X, Y, lr).item())
+        _close(W1.detach().numpy(), W2.detach().numpy())
+    assert c.n_records == 2
+    g = tg.compile(lambda x, k: x * (k / 2) + k)       # derived numbers stay inputs
+    x = tg.tensor([1.0, 2.0])
+    for k in (1.0, 3.0, -2.0):
+        _close(g(x, k).numpy(), np.array([1.0, 2.0], np.float32) * (k / 2) + k, rtol=1e-6)
+    assert g.n_records == 1
+
+
+def test_number_in_python_control_flow_is_guarded():
+    f = tg.compile(lambda x, n: x * 2 if n > 1 else x * 3)
+    x = tg.tensor([1.0])
+    assert f(x, 2).item() == 2.0 and f(x, 0).item() == 3.0 and f(x, 5).item() == 2.0
+
+
+def test_state_changed_between_calls_is_seen():
+    X, Y = tg.tensor(X3), tg.tensor(Y3)
+    W1, s1 = _regression()
+    W2, s2 = _regression()
+    c = tg.compile(s1)
+    for k in range(3):
+        c(X, Y, 0.1)
+        s2(X, Y, 0.1)
+    new = np.random.default_rng(5).standard_normal((3, 2))
+    for W in (W1, W2):
+        W.data = tg.tensor(new)
+    _close(c(X, Y, 0.1).item(), s2(X, Y, 0.1).item())
+    tg.manual_seed(3)
+    W1.data.normal_()
+    tg.manual_seed(3)
+    W2.data.normal_()
+    _close(c(X, Y, 0.1).item(), s2(X, Y, 0.1).item())
+    _close(W1.detach().numpy(), W2.detach().numpy())
+    assert c.n_records == 2
+
+
+def test_grad_set_to_none_between_calls():
+    X, Y = tg.tensor(X3), tg.tensor(Y3)
+    W1, s1 = _regression()
+    W2, s2 = _regression()
+    c = tg.compile(s1)
+    for k in range(5):
+        if k == 3:
+            W1.grad = W2.grad = None
+        _close(c(X, Y, 0.1).item(), s2(X, Y, 0.1).item())
+        _close(W1.detach().numpy(), W2.detach().numpy())
+
+
+def test_optimizer_step_and_zero_grad():
+    def setup():
+        tg.manual_seed(0)
+        model = tg.nn.Linear(3, 2).double()
+        return model, tg.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    (m1, o1), (m2, o2) = setup(), setup()
+    X, Y = tg.tensor(X3), tg.tensor(Y3)
+
+    def make(m, o):
+        def step(X, Y):
+            o.zero_grad()
+            loss = ((m(X) - Y) ** 2).mean()
+            loss.backward()
+            o.step()
+            return loss
+        return step
+    c, e = tg.compile(make(m1, o1)), make(m2, o2)
+    for k in range(8):
+        if k == 5:
+            for o in (o1, o2):
+                o.param_groups[0]["lr"] = 0.05
+        _close(c(X, Y).item(), e(X, Y).item())
+        for p, q in zip(m1.parameters(), m2.parameters()):
+            _close(p.detach().numpy(), q.detach().numpy())
+    assert len(c.paths) == 1
+
+
+def test_run_equals_single_calls():
+    X, Y = tg.tensor(X3), tg.tensor(Y3)
+    W1, s1 = _regression()
+    W2, s2 = _regression()
+    c = tg.compile(s1)
+    hist = c.run(300, X, Y, 0.25)
+    ref = [s2(X, Y, 0.25).item() for _ in range(300)]
+    _close(hist, ref)
+    _close(W1.detach().numpy(), W2.detach().numpy())
+    _close(W1.grad.numpy(), W2.grad.numpy())
+    _close(c.run(10, X, Y, 0.25, every=5), [s2(X, Y, 0.25).item() for _ in range(10)][4::5])
+
+
+def test_run_stops_at_a_failed_guard_and_continues():
+    W = tg.tensor([4.0], dtype=tg.float64, requires_grad=True)
+    V = tg.tensor([4.0], dtype=tg.float64, requires_grad=True)
+
+    def make(p):
+        def step():
+            loss = (p * p).sum()
+            lr = 0.05 if loss > 1 else 0.3      # flips mid-run, before any state is written
+            loss.backward()
+            with tg.no_grad():
+                p.sub_(lr * p.grad)
+                p.grad.zero_()
+            return loss
+        return step
+    c, e = tg.compile(make(W)), make(V)
+    _close(c.run(40, every=1), [e().item() for _ in range(40)])
+    _close(W.detach().numpy(), V.detach().numpy())
+    assert "run(): step" in c.explain()
+
+
+def test_guard_after_state_write_rolls_back():
+    W = tg.tensor([4.0], dtype=tg.float64, requires_grad=True)
+    V = tg.tensor([4.0], dtype=tg.float64, requires_grad=True)
+
+    def make(p):
+        def step():
+            loss = (p * p).sum()
+            loss.backward()                     # writes p.grad, then Python reads p
+            with tg.no_grad():
+                p.sub_((0.3 if p.sum() > 1 else 0.05) * p.grad)
+                p.grad.zero_()
+            return loss
+        return step
+    c, e = tg.compile(make(W)), make(V)
+    _close(c.run(12), [e().item() for _ in range(12)])
+    _close(W.detach().numpy(), V.detach().numpy())
+    _close(W.grad.numpy(), V.grad.numpy())
+
+
+def test_impure_function_runs_eagerly():
+    f = tg.compile(lambda x: x + tg.randn(2, dtype=tg.float64))
+    x = tg.zeros(2, dtype=tg.float64)
+    tg.manual_seed(1)
+    a = f(x).numpy()
+    b = f(x).numpy()
+    assert not np.array_equal(a, b)
+    assert "not replayable" in f.explain()
+
+
+def test_too_many_paths_warns_and_runs_eagerly():
+    f = tg.compile(lambda x: x * 2 if x.item() > 0 else x * 3, max_paths=3)
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        for v in range(1, 8):
+            assert f(tg.tensor([float(v)])).item() == 2.0 * v
+    assert any("eagerly" in str(x.message) for x in w)
+    assert f.eager
+
+
+def test_inspection():
+    X, Y = tg.tensor(X3), tg.tensor(Y3)
+    fps = []
+    for seed in (0, 1):
+        W, s = _regression(seed=seed)
+        c = tg.compile(s)
+        for _ in range(3):
+            c(X, Y, 0.25)
+        text = c.tape.dump()
+        assert "matmul" in text and "backward from record" in text
+        assert c.tape.to_dot().startswith("digraph")
+        fps.append(c.tape.fingerprint())
+    assert fps[0] == fps[1]
+    f = tg.compile(lambda x: x.sum())
+    f(tg.tensor([1.0]))
+    assert f.tape.fingerprint() != fps[0]
