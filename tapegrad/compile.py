@@ -281,6 +281,9 @@ class Path:
             self.SL[i, :len(lf)], self.SR[i, :len(rt)], self.SG[i, :len(go)] = lf, rt, go
         self.consts = rec.consts
         self.pyguards = rec.pyguards
+        self.live = False               # its result requires grad: replays splice it
+        self.const_aux = np.array([OPS[int(op)].kind == "unary" or OPS[int(op)].name == "fill"
+                                   for op in self.R[:, 0]], bool)
         self.inputs = inputs            # (argument position, slot) of tensor/array arguments
         self.leaves = leaves
         self.outputs = outputs          # the structure of fn's result
@@ -291,6 +294,8 @@ class Path:
             used.update(int(v) for v in _slots_of(e) if v >= 0)
         used.update(s for _, s in inputs)
         self.held = sorted(used)
+        self.internal = [s for s in self.held if s not in live0 and
+                         s not in {q for _, q in inputs}]
         for s in self.held:
             T.refs[s] += 1
         # between the steps of run(): a new .grad made by one step is the .grad the next reads
@@ -455,7 +460,7 @@ class Compiled:
                 reasons.append(str(e))
         return self._record(args, sig, reasons)
 
-    def _prepare(self, path, args):
+    def _prepare(self, path, args, bind=True):
         """Check the guards Python can check and bind the inputs; raise Stale. Returns the
         slot offsets to restore after the run."""
         for cell, obj in path.closure:
@@ -485,6 +490,8 @@ class Compiled:
         for d, k, get, _ in path.consts:
             path.C[d][k] = get(args)
         rebound = []
+        if not bind:
+            return rebound
         for pos, s in path.inputs:
             a = args[pos]
             if isinstance(a, Tensor):
@@ -522,6 +529,8 @@ class Compiled:
                            path.SL, path.SR, path.SG)
 
     def _replay(self, path, args):
+        if path.live:
+            return self._splice(path, args)
         rebound = self._prepare(path, args)
         saved = [(s, TAPE.value(s).copy()) for s in path.snapshot]
         try:
@@ -539,15 +548,83 @@ class Compiled:
         self.last = path
         return self._outputs(path.outputs, args)
 
-    def _outputs(self, o, args):
+    def _splice(self, path, args):
+        """Append the path's records to the tape with fresh slots for everything it creates,
+        run them (checking its guards), and return results that take part in autograd."""
+        self._prepare(path, args, bind=False)
+        T = TAPE
+        T.flush()
+        T._sync()
+        remap = np.arange(max(path.held[-1] + 1 if path.held else 0, 1), dtype=np.int64)
+        fresh = []
+        for s in path.internal:
+            g = T.alloc(*T.key[s])
+            fresh.append(g)
+            remap[s] = g
+        for pos, s in path.inputs:
+            a = args[pos]
+            if isinstance(a, Tensor):
+                remap[s] = a._slot
+            else:
+                g = T.alloc(*T.key[s])
+                fresh.append(g)
+                remap[s] = g
+                d, n = T.key[g]
+                T.F[d][T.off[g]:T.off[g] + n] = np.asarray(a, T.F[d].dtype).reshape(-1)
+        for g in fresh:
+            T.refs[g] += 1                      # held while the new records run
+        n0, m0, c0 = T.n, T.nmeta, list(T.nconst)
+        R = path.R.copy()
+        dts = T.dt[R[:, 3]]                     # the dtype of each record (of its output)
+        for col in (1, 2):
+            v = R[:, col]
+            slot = v >= 0
+            R[slot, col] = remap[v[slot]]
+            imm = (v < 0) & (v != NONE)
+            R[imm, col] = -((-v[imm] - 1) + np.where(dts[imm] == 0, c0[0], c0[1])) - 1
+        R[:, 3] = remap[R[:, 3]]
+        aux = R[:, 4]
+        const_aux = path.const_aux & (aux >= 0)
+        meta_aux = ~path.const_aux & (aux >= 0)
+        aux[const_aux] += np.where(dts[const_aux] == 0, c0[0], c0[1])
+        aux[meta_aux] += m0
+        R[:, 6] = np.where(R[:, 5] & 16, T.ver[np.maximum(R[:, 1], 0)], 0)
+        R[:, 7] = np.where(R[:, 5] & 32, T.ver[np.maximum(R[:, 2], 0)],
+                           np.where(R[:, 5] & 64, T.ver[R[:, 3]], 0))
+        T.append(R, path.M, path.C, path.shapes)
+        P = path.P.copy()
+        fwd = P[:, 0] == P_FWD
+        P[fwd, 1:3] += n0
+        for j in np.nonzero(~fwd)[0]:
+            k = P[j, 0]
+            cols = (1,) if k == P_VALUE else (2, 3)
+            for c in cols:
+                if P[j, c] >= 0:
+                    P[j, c] = remap[P[j, c]]
+        j = run_program(P, T.R, T.M, T.off, T.size, T.dt, T.ver, T.F[0], T.C[0], T.G[0],
+                        T.F[1], T.C[1], T.G[1], T.needs, path.V, path.SL, path.SR, path.SG)
+        if j >= 0:
+            T.truncate(n0, m0, c0)
+        for g in fresh:
+            T.release(g)
+        if j >= 0:
+            raise Stale(f"guard failed: {path.row_desc[j]}; now it goes the other way")
+        T.done = T.n
+        T.n_live += int(np.count_nonzero(R[:, 5] & DIFF))
+        self.last = path
+        return self._outputs(path.outputs, args, remap, n0)
+
+    def _outputs(self, o, args, remap=None, n0=0):
         kind = o[0]
         if kind == "T":
-            _, s, shape, dt, rg, fn = o
+            _, s, shape, dt, rg, fn, rec = o
+            if remap is not None:               # spliced: the result is a node of the graph
+                return _make(int(remap[s]), shape, dt, rg, n0 + rec if rg else -1, fn)
             return _fresh_copy(s, shape, dt, rg, fn)
         if kind == "arg":
             return args[o[1]]
         if kind == "seq":
-            return o[1](self._outputs(x, args) for x in o[2])
+            return o[1](self._outputs(x, args, remap, n0) for x in o[2])
         return o[1]
 
     def _describe(self, r, args, pre):
@@ -559,7 +636,7 @@ class Compiled:
                 raise Stale("it returns an integer or bool tensor")
             if id(r) in pre:
                 raise Stale("it returns a tensor that existed before the call")
-            return ("T", r._slot, r._shape, r._dt, r._rg, r._fn)
+            return ("T", r._slot, r._shape, r._dt, r._rg, r._fn, r._rec)
         if isinstance(r, (tuple, list)):
             return ("seq", type(r), [self._describe(x, args, pre) for x in r])
         if isinstance(r, _Live):
@@ -608,6 +685,7 @@ class Compiled:
             else:
                 wrapped.append(a)
         live0 = {s for s in range(T.nslots) if T.refs[s] > 0}
+        bumps0 = T.nbumps
         owners = {}
         for s, r in T.owners.items():
             t = r() if isinstance(r, weakref.ref) else None
@@ -622,9 +700,9 @@ class Compiled:
             T.rec = None
         result = _unwrap(result, args, wrapped)
         problem = rec.impure
-        if problem is None and T.n_live:
-            problem = ("its result requires grad (a graph is still alive after the call); "
-                       "replaying such functions is not supported yet")
+        live = T.n_live > 0
+        if problem is None and live:
+            problem = _splice_problem(rec, owners, bumps0)
         outputs = None
         if problem is None:
             try:
@@ -635,6 +713,15 @@ class Compiled:
             self.log.append(f"{head} -> ran eagerly, not replayable: {problem}")
             if not T.n_live:
                 T.reset()
+            return result
+        if live:        # a forward whose result takes part in autograd: splice on replay
+            path = Path(rec, inputs, [], outputs, _closure_tensors(self.fn), live0)
+            path.live = True
+            self.n_records += 1
+            self.last = path
+            self.paths.setdefault(sig, []).append(path)
+            self.log.append(f"{head} -> recorded path {n_paths + 1} (result requires grad: "
+                            f"replays append its {len(path.R)} records to the tape)")
             return result
         steady = all(get(args) == expected for _, get, expected in rec.pyguards)
         used = set(int(v) for v in T.R[:T.n, 1:4].ravel() if v >= 0)
@@ -651,14 +738,7 @@ class Compiled:
             lf.ref, lf.pos, lf.slot, lf.grad_in = r, positions.get(s, -1), s, g
             lf.grad_out = t._grad
             leaves.append(lf)
-        closure = []
-        for cell in getattr(self.fn, "__closure__", None) or ():
-            try:
-                if isinstance(cell.cell_contents, Tensor):
-                    closure.append((cell, cell.cell_contents))
-            except ValueError:
-                pass
-        path = Path(rec, inputs, leaves, outputs, closure, live0)
+        path = Path(rec, inputs, leaves, outputs, _closure_tensors(self.fn), live0)
         T.reset()
         self.n_records += 1
         self.last = path
@@ -719,6 +799,29 @@ class Compiled:
         if done:
             self._finish(path, args)
         return step + done
+
+
+def _closure_tensors(fn):
+    """(cell, tensor) for the tensors fn's closure holds: rebinding one is a guard."""
+    out = []
+    for cell in getattr(fn, "__closure__", None) or ():
+        try:
+            if isinstance(cell.cell_contents, Tensor):
+                out.append((cell, cell.cell_contents))
+        except ValueError:
+            pass
+    return out
+
+
+def _splice_problem(rec, owners, bumps0):
+    """Why a recording whose result requires grad cannot be spliced into later tapes."""
+    if any(e[1] not in (P_CMP, P_VALUE) for e in rec.events):
+        return "it calls backward() and returns a result that requires grad"
+    if TAPE.nbumps != bumps0:
+        return "it modifies tensors in place and returns a result that requires grad"
+    if any(s not in owners for s, r in TAPE.owners.items() if r() is not None):
+        return "it creates leaf tensors that require grad"
+    return None
 
 
 def _unwrap(r, args, wrapped):

@@ -40,6 +40,7 @@ class Tape:
         self.grad_of = np.full(cap, -1, np.int64)   # slot holding the .grad of this slot
         self.ver = np.zeros(cap, np.int64)          # version counter, bumped by in-place ops
         self.bumped = set()                         # slots whose version is not 0
+        self.nbumps = 0                             # in-place writes so far
         self.needs = np.zeros(cap, np.int8)         # scratch for the reverse interpreter
         self.nslots = 0
         self.key = []                               # (dtype code, size) of each slot
@@ -177,6 +178,39 @@ class Tape:
                 self.C[dt][k0:k1] = c
                 c.clear()
                 self.nconst[dt] = k1
+
+    def append(self, R, M, C, shapes):
+        """Append records (with their metadata and immediates) recorded elsewhere; the caller
+        has renumbered their slots, metadata and immediates to follow this tape's."""
+        self._sync()
+        n0, k = self.n, len(R)
+        if n0 + k > len(self.R):
+            grown = np.zeros((max(n0 + k, 2 * len(self.R)), NF), np.int64)
+            grown[:n0] = self.R[:n0]
+            self.R = grown
+        self.R[n0:n0 + k] = R
+        self.n = self.synced = n0 + k
+        self.shapes.extend(shapes)
+        self.recrefs.extend([0] * k)
+        m0 = self.nmeta
+        if m0 + len(M) > len(self.M):
+            self.M = _grown(self.M, m0 + len(M))
+        self.M[m0:m0 + len(M)] = M
+        self.nmeta = m0 + len(M)
+        for d in (0, 1):
+            c0 = self.nconst[d]
+            if c0 + len(C[d]) > len(self.C[d]):
+                self.C[d] = _grown(self.C[d], c0 + len(C[d]))
+            self.C[d][c0:c0 + len(C[d])] = C[d]
+            self.nconst[d] = c0 + len(C[d])
+
+    def truncate(self, n, nmeta, nconst):
+        """Drop the records appended after the first n (they never ran)."""
+        self.n = self.synced = self.done = n
+        del self.shapes[n:]
+        del self.recrefs[n:]
+        self.nmeta = nmeta
+        self.nconst = list(nconst)
 
     def flush(self):
         """Run every pending record."""

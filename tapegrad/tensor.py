@@ -160,6 +160,7 @@ def _bump(t):
     if t._vt:
         TAPE.ver[t._slot] += 1
         TAPE.bumped.add(t._slot)
+        TAPE.nbumps += 1
 
 
 # ---- operand handling and type promotion ----

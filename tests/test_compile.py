@@ -280,3 +280,17 @@ def test_inspection():
     f = tg.compile(lambda x: x.sum())
     f(tg.tensor([1.0]))
     assert f.tape.fingerprint() != fps[0]
+
+
+def test_result_that_requires_grad_takes_part_in_autograd():
+    m = tg.compile(lambda x, w: (x @ w).tanh())
+    rng = np.random.default_rng(0)
+    w1 = tg.tensor(rng.standard_normal((3, 2)), requires_grad=True)
+    w2 = tg.tensor(w1.detach().numpy(), requires_grad=True)
+    xs = [tg.tensor(rng.standard_normal((4, 3))) for _ in range(4)]
+    outs = [m(x, w1) for x in xs]                   # several graphs alive at once
+    assert outs[-1].grad_fn is not None and outs[-1].requires_grad
+    sum(o.sum() for o in outs).backward()
+    sum((x @ w2).tanh().sum() for x in xs).backward()
+    _close(w1.grad.numpy(), w2.grad.numpy())
+    assert m.n_records == 1 and "append" in m.explain()
