@@ -753,39 +753,122 @@ class Compiled:
         return result
 
     # ---- many steps in one call ----
-    def run(self, n, *args, every=1):
-        """Call the function n times with these arguments, all steps after the first ones
-        inside one compiled loop; return the first value of its result at every `every`-th
-        step (the loss history) as a float64 NumPy array."""
+    def run(self, n, *args, every=1, batch_size=None, shuffle=False, seed=None,
+            drop_last=False):
+        """Call the function n times, the steps after the first ones inside one compiled loop;
+        return the first value of its result at every `every`-th step (the loss history) as a
+        float64 NumPy array.
+
+        With batch_size, each step gets the next batch_size rows (leading dimension) of every
+        tensor or array argument, as a DataLoader over them would give: in order, or reshuffled
+        every epoch with shuffle=True (seeded by seed). The last batch of an epoch may be
+        smaller (it records its own path, by the shape guard) unless drop_last=True."""
         n, every = int(n), int(every)
         if n < 0 or every < 1:
             raise ValueError(f"run: n must be >= 0 and every >= 1 (got n={n}, every={every})")
         hist = np.full(n, np.nan)
+        if batch_size is None:
+            self._run_same(n, args, hist)
+        else:
+            self._run_batches(n, args, hist, int(batch_size), shuffle, seed, drop_last)
+        return hist[every - 1::every].copy()
+
+    def _cached(self, args):
+        path = self.last
+        if self.eager or path is None or path.snapshot or path.live:
+            return None
+        return path if path in self.paths.get(tuple(_arg_key(a) for a in args), ()) else None
+
+    def _run_same(self, n, args, hist):
         step = 0
         while step < n:
             before = self.n_records
             hist[step] = _scalar(self(*args))
             step += 1
-            path = self.last
-            if (self.eager or self.n_records != before or path is None or path.snapshot
-                    or path not in self.paths.get(tuple(_arg_key(a) for a in args), ())):
-                continue                # recorded or ran eagerly: go on step by step
-            step = self._loop(path, args, n, step, hist)
-        return hist[every - 1::every].copy()
+            path = self._cached(args)
+            if path is not None and self.n_records == before and step < n:
+                step += self._loop(path, args, n - step, hist[step:])
 
-    def _loop(self, path, args, n, step, hist):
-        """Replay `path` for steps step..n-1 in one compiled call; stop at a failed guard."""
+    def _run_batches(self, n, args, hist, B, shuffle, seed, drop_last):
+        if B < 1:
+            raise ValueError(f"run: batch_size must be positive (got {B})")
+        data = {}
+        for i, a in enumerate(args):
+            if isinstance(a, np.ndarray) and a.ndim:
+                from .tensor import _from_array
+                a = _from_array(a, D.from_np(a.dtype)) if a.dtype.kind == "f" else a
+            if isinstance(a, (Tensor, np.ndarray)) and len(a.shape):
+                data[i] = a
+        if not data:
+            raise ValueError("run: batch_size needs tensor or array arguments to batch")
+        N = {len(a) for a in data.values()}
+        if len(N) != 1:
+            raise ValueError(f"run: batched arguments differ in length: "
+                             f"{[tuple(a.shape) for a in data.values()]}")
+        N = N.pop()
+        if drop_last and N < B or N == 0:
+            raise ValueError(f"run: no batches (length {N}, batch_size {B}, "
+                             f"drop_last={drop_last})")
+        rng = np.random.default_rng(seed)
+        batches = []                    # the batches (index arrays) of the current epoch
+
+        def next_batches():
+            order = rng.permutation(N) if shuffle else np.arange(N)
+            cut = N - N % B if drop_last else N
+            return [order[k:k + B] for k in range(0, cut, B)]
+
+        def batch_args(ix):
+            return tuple(data[i][tg_index(ix, data[i])] if i in data else a
+                         for i, a in enumerate(args))
+        step = 0
+        while step < n:
+            if not batches:
+                batches = next_batches()
+            ix = batches.pop(0)
+            bargs = batch_args(ix)
+            before = self.n_records
+            hist[step] = _scalar(self(*bargs))
+            step += 1
+            path = self._cached(bargs)
+            if path is None or self.n_records != before or len(ix) != B:
+                continue
+            # full batches ahead, in this epoch and the next ones, run in one compiled call
+            ahead = []
+            while step + len(ahead) < n:
+                if not batches:
+                    batches = next_batches()
+                if len(batches[0]) != B:
+                    break
+                ahead.append(batches.pop(0))
+            if not ahead:
+                continue
+            slots = [(i, a) for i, a in enumerate(bargs) if i in data]
+            if not all(isinstance(data[i], Tensor) and data[i]._slot >= 0 for i, _ in slots):
+                batches = ahead + batches         # integer data: step by step
+                continue
+            gather = np.array([(data[i]._slot, a._slot, int(np.prod(a._shape[1:], dtype=int)))
+                               for i, a in slots], np.int64).reshape(-1, 3)
+            idx = np.stack(ahead)
+            done = self._loop(path, bargs, len(ahead), hist[step:], gather, idx)
+            batches = ahead[done:] + batches
+            step += done
+
+    def _loop(self, path, args, m, hist, gather=None, idx=None):
+        """Replay `path` m times in one compiled call; stop at a failed guard. Returns the
+        number of steps done."""
         out = path.outputs
         while out[0] == "seq" and out[2]:
             out = out[2][0]
         try:
             rebound = self._prepare(path, args)
         except Stale:
-            return step
+            return 0
+        if gather is None:
+            gather, idx = np.zeros((0, 3), np.int64), np.zeros((m, 0), np.int64)
         T = TAPE
         try:
-            done, j = run_steps(n - step, out[1] if out[0] == "T" else -1, hist[step:],
-                                path.carry, path.P, path.R, path.M, T.off, T.size, T.dt, T.ver,
+            done, j = run_steps(m, out[1] if out[0] == "T" else -1, hist, path.carry, gather,
+                                idx, path.P, path.R, path.M, T.off, T.size, T.dt, T.ver,
                                 T.F[0], path.C[0], T.G[0], T.F[1], path.C[1], T.G[1], T.needs,
                                 path.V, path.SL, path.SR, path.SG)
         finally:
@@ -794,11 +877,19 @@ class Compiled:
         if j >= 0:
             for G in T.G:
                 G[:] = 0
-            self.log.append(f"run(): step {step + done + 1}: guard failed: {path.row_desc[j]};"
-                            f" continuing in Python")
+            self.log.append(f"run(): guard failed after {done} compiled steps: "
+                            f"{path.row_desc[j]}; continuing in Python")
         if done:
             self._finish(path, args)
-        return step + done
+        return done
+
+
+def tg_index(ix, a):
+    """Rows ix of a tensor (a differentiable gather) or of a NumPy array."""
+    if isinstance(a, Tensor):
+        from .tensor import _make_np
+        return _make_np(np.asarray(ix, np.int64))
+    return ix
 
 
 def _closure_tensors(fn):

@@ -325,16 +325,25 @@ def _copy_slot(F32, F64, off, size, dt, src, dst):
 
 
 @jit
-def run_steps(n, out, hist, carry, P, R, M, off, size, dt, ver, F32, C32, G32, F64, C64, G64,
-              needs, V, SL, SR, SG):
+def run_steps(n, out, hist, carry, gather, idx, P, R, M, off, size, dt, ver, F32, C32, G32, F64,
+              C64, G64, needs, V, SL, SR, SG):
     """Run a program n times, keeping the first value of slot `out` after each in hist.
 
     `carry` rows (src, dst) copy a step's final state into the slots the next step reads.
-    Returns (steps done, failing guard row or -1)."""
+    `gather` rows (src, dst, row size) fill input slot dst with the rows idx[step] of slot src
+    before each step (minibatches). Returns (steps done, failing guard row or -1)."""
     for step in range(n):
         if step > 0:
             for c in range(carry.shape[0]):
                 _copy_slot(F32, F64, off, size, dt, carry[c, 0], carry[c, 1])
+        for g in range(gather.shape[0]):
+            src, dst, w = gather[g, 0], gather[g, 1], gather[g, 2]
+            for r in range(idx.shape[1]):
+                o, od = off[src] + idx[step, r] * w, off[dst] + r * w
+                if dt[src] == 0:
+                    F32[od:od + w] = F32[o:o + w]
+                else:
+                    F64[od:od + w] = F64[o:o + w]
         j = run_program(P, R, M, off, size, dt, ver, F32, C32, G32, F64, C64, G64, needs, V,
                         SL, SR, SG)
         if j >= 0:

@@ -222,7 +222,7 @@ def test_run_stops_at_a_failed_guard_and_continues():
     c, e = tg.compile(make(W)), make(V)
     _close(c.run(40, every=1), [e().item() for _ in range(40)])
     _close(W.detach().numpy(), V.detach().numpy())
-    assert "run(): step" in c.explain()
+    assert "run(): guard failed" in c.explain()
 
 
 def test_guard_after_state_write_rolls_back():
@@ -294,3 +294,34 @@ def test_result_that_requires_grad_takes_part_in_autograd():
     sum((x @ w2).tanh().sum() for x in xs).backward()
     _close(w1.grad.numpy(), w2.grad.numpy())
     assert m.n_records == 1 and "append" in m.explain()
+
+
+@pytest.mark.parametrize("shuffle,drop_last", [(False, False), (True, False), (True, True)])
+def test_minibatch_run_equals_batches_by_hand(shuffle, drop_last):
+    rng = np.random.default_rng(0)
+    Xd, Yd = rng.standard_normal((10, 3)), rng.standard_normal((10, 2))
+    W1, s1 = _regression()
+    W2, s2 = _regression()
+    c = tg.compile(s1)
+    hist = c.run(14, tg.tensor(Xd), Yd, 0.05, batch_size=4, shuffle=shuffle, seed=7,
+                 drop_last=drop_last)
+    order, ref = np.random.default_rng(7), []
+    while len(ref) < 14:
+        perm = order.permutation(10) if shuffle else np.arange(10)
+        for k in range(0, 8 if drop_last else 10, 4):
+            if len(ref) < 14:
+                ix = perm[k:k + 4]
+                ref.append(s2(tg.tensor(Xd[ix]), tg.tensor(Yd[ix]), 0.05).item())
+    _close(hist, ref)
+    _close(W1.detach().numpy(), W2.detach().numpy())
+    assert "compiled steps" not in c.explain() and c.n_records <= 4, c.explain()
+
+
+def test_run_rejects_bad_arguments():
+    f = tg.compile(lambda x: x.sum())
+    with pytest.raises(ValueError):
+        f.run(-1, tg.zeros(2))
+    with pytest.raises(ValueError):
+        f.run(3, tg.zeros(4), tg.zeros(5), batch_size=2)
+    with pytest.raises(ValueError):
+        f.run(3, 1.0, batch_size=2)
