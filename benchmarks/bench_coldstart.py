@@ -1,0 +1,63 @@
+"""Cold start in fresh processes: import tapegrad, record and replay the seed's training step.
+
+    pytest benchmarks/bench_coldstart.py --benchmark-enable --benchmark-columns=median,rounds
+
+'warm cache' uses Numba's on-disk cache next to the package (what every run after the first
+sees); 'empty cache'
+compiles every interpreter and kernel from scratch in a new cache directory (what the very first
+run after installing sees). The empty-cache case takes tens of seconds, so it only runs when
+benchmarks are enabled.
+"""
+import os
+import subprocess
+import sys
+import tempfile
+
+import pytest
+
+PROGRAM = """
+import time
+t0 = time.perf_counter()
+import tapegrad as torch
+X = torch.tensor([[0.2, 0.5, 0.7], [0.4, 0.6, 0.8], [0.3, 0.6, 0.9]])
+Y = torch.tensor([[0.8, 0.8], [0.7, 0.9], [0.9, 0.9]])
+W = torch.randn(3, 2, requires_grad=True)
+
+@torch.compile
+def step(X, Y):
+    loss = torch.norm(X @ W - Y) ** 2
+    loss.backward()
+    W.data = W.data - 0.25 * W.grad
+    W.grad.zero_()
+    return loss
+
+losses = step.run(100, X, Y)
+assert losses[-1] < losses[0]
+print(time.perf_counter() - t0)
+"""
+
+
+def _fresh_process(cache_dir=None):
+    env = dict(os.environ)
+    env.pop("NUMBA_CACHE_DIR", None)
+    if cache_dir:
+        env["NUMBA_CACHE_DIR"] = cache_dir
+    out = subprocess.run([sys.executable, "-c", PROGRAM], env=env, capture_output=True,
+                         text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    return float(out.stdout.split()[-1])
+
+
+def test_first_step_warm_cache(benchmark):
+    benchmark.group = "cold start: fresh process to first compiled steps"
+    _fresh_process()                      # fill the package's own cache if it is not yet
+    benchmark.pedantic(_fresh_process, rounds=3, iterations=1)
+
+
+def test_first_step_empty_cache(benchmark):
+    benchmark.group = "cold start: fresh process to first compiled steps"
+    if benchmark.disabled:
+        pytest.skip("compiles everything from scratch (tens of seconds): run with "
+                    "--benchmark-enable")
+    with tempfile.TemporaryDirectory() as d:
+        benchmark.pedantic(_fresh_process, args=(d,), rounds=1, iterations=1)

@@ -1,0 +1,165 @@
+"""Record once, replay many: tapegrad.compile against eager torch, a jax.jit step and a fused
+@njit loop of the same problem (the reference), measured in one run (compare ratios).
+
+    pytest benchmarks/bench_compile.py --benchmark-enable --benchmark-group-by=group \
+        --benchmark-columns=median,rounds
+
+Every timed callable is warmed up first (JIT compilation and the first recordings are not
+measured); bench_coldstart.py times compilation on its own.
+"""
+import numpy as np
+import pytest
+from numba import njit
+
+import tapegrad
+from bench_eager import CHAIN, X_DATA, Y_DATA, _torch, chain
+
+STEPS = 21001          # the seed program's loop
+LR = 0.25
+
+
+@njit(cache=True, nogil=True)
+def fused_regression(X, Y, W, lr, steps, losses):
+    """The seed's 3x3 regression by hand: loss = ||XW - Y||^2, dW = 2 X^T (XW - Y)."""
+    n, k = X.shape
+    p = W.shape[1]
+    R = np.empty((n, p), W.dtype)
+    for s in range(steps):
+        loss = 0.0
+        for i in range(n):
+            for j in range(p):
+                acc = W.dtype.type(0)
+                for q in range(k):
+                    acc += X[i, q] * W[q, j]
+                R[i, j] = acc - Y[i, j]
+                loss += R[i, j] * R[i, j]
+        losses[s] = loss
+        for q in range(k):
+            for j in range(p):
+                g = W.dtype.type(0)
+                for i in range(n):
+                    g += X[i, q] * R[i, j]
+                W[q, j] -= lr * 2 * g
+
+
+def tapegrad_step():
+    X, Y = tapegrad.tensor(X_DATA), tapegrad.tensor(Y_DATA)
+    tapegrad.manual_seed(0)
+    W = tapegrad.randn(3, 2, requires_grad=True)
+
+    @tapegrad.compile
+    def step(X, Y):
+        loss = tapegrad.norm(tapegrad.matmul(X, W) - Y) ** 2
+        loss.backward()
+        W.data = W.data - LR * W.grad
+        W.grad.zero_()
+        return loss
+    for _ in range(3):
+        step(X, Y)                              # record (a first .grad, then the steady step)
+    return step, X, Y
+
+
+def torch_loop(steps):
+    torch = _torch()
+    X, Y = torch.tensor(X_DATA), torch.tensor(Y_DATA)
+    W = torch.randn(3, 2, requires_grad=True)
+
+    def run():
+        for _ in range(steps):
+            loss = torch.norm(torch.matmul(X, W) - Y) ** 2
+            loss.backward()
+            W.data = W.data - LR * W.grad
+            W.grad.zero_()
+    return run
+
+
+def jax_step():
+    jax = pytest.importorskip("jax")
+    jnp = jax.numpy
+    X, Y = jnp.asarray(X_DATA), jnp.asarray(Y_DATA)
+
+    @jax.jit
+    def step(W):
+        loss, g = jax.value_and_grad(lambda W: jnp.sum((X @ W - Y) ** 2))(W)
+        return W - LR * g, loss
+    W = jnp.asarray(np.random.default_rng(0).standard_normal((3, 2)), jnp.float32)
+    W, loss = step(W)
+    loss.block_until_ready()
+    return step, W
+
+
+SHORT = 1000           # steps per timed call for the per-step-from-Python variants
+
+
+@pytest.mark.parametrize("impl", ["tapegrad run()", "fused njit", "torch eager", "jax.jit step"])
+def test_regression_many_steps(benchmark, impl):
+    """21001 steps of the seed regression; per-step time = median / STEPS (or / SHORT)."""
+    benchmark.group = f"3x3 regression: whole loop ({STEPS} steps) and per-step loops ({SHORT})"
+    if impl == "tapegrad run()":
+        step, X, Y = tapegrad_step()
+        step.run(10, X, Y)
+        benchmark(step.run, STEPS, X, Y)
+    elif impl == "fused njit":
+        W = np.random.default_rng(0).standard_normal((3, 2)).astype(np.float32)
+        losses = np.empty(STEPS, np.float32)
+        fused_regression(X_DATA, Y_DATA, W, np.float32(LR), 10, losses)
+        benchmark(fused_regression, X_DATA, Y_DATA, W, np.float32(LR), STEPS, losses)
+    elif impl == "torch eager":
+        run = torch_loop(SHORT)
+        run()
+        benchmark(run)
+    else:
+        step, W0 = jax_step()
+
+        def run():
+            W = W0
+            for _ in range(SHORT):
+                W, loss = step(W)
+            loss.block_until_ready()
+        run()
+        benchmark(run)
+
+
+@pytest.mark.parametrize("impl", ["tapegrad replay", "tapegrad eager"])
+def test_regression_replay_per_call(benchmark, impl):
+    """One compiled call per step from a Python loop."""
+    benchmark.group = f"3x3 regression: {SHORT} steps, one Python call each"
+    if impl == "tapegrad replay":
+        step, X, Y = tapegrad_step()
+
+        def run():
+            for _ in range(SHORT):
+                step(X, Y)
+    else:
+        from bench_eager import regression_loop
+        import bench_eager
+        inner = regression_loop(tapegrad)
+
+        def run():
+            for _ in range(SHORT // bench_eager.STEPS):
+                inner()
+    run()
+    benchmark(run)
+
+
+@pytest.mark.parametrize("impl", ["tapegrad replay", "tapegrad eager", "torch eager"])
+def test_chain_replayed(benchmark, impl):
+    """The 100-op elementwise chain, forward and backward, per call."""
+    benchmark.group = f"{CHAIN}-op elementwise chain replayed"
+    if impl == "tapegrad replay":
+        x0 = tapegrad.ones(16, requires_grad=True)
+
+        @tapegrad.compile
+        def run_chain():
+            x = x0
+            for k in range(CHAIN // 3):
+                x = (x * 1.0001 + 0.001).tanh()
+            x = x * 1.0001
+            x.sum().backward()
+        for _ in range(3):
+            run_chain()
+        run = run_chain
+    else:
+        run = chain(tapegrad if impl == "tapegrad eager" else _torch())
+    run()
+    benchmark(run)
