@@ -19,8 +19,8 @@ import weakref
 import numpy as np
 
 from . import dtypes as D
-from .interpret import (CMP_EQ, CMP_GE, CMP_GT, CMP_LE, CMP_LT, CMP_NE, P_CMP, P_FWD, P_REV,
-                        P_SEED, P_SEEDSLOT, P_TAKE, P_VALUE, run_program, run_steps)
+from .interpret import (CMP_EQ, CMP_GE, CMP_GT, CMP_LE, CMP_LT, CMP_NE, P_CMP, P_COPY, P_FWD,
+                        P_REV, P_SEED, P_SEEDSLOT, P_TAKE, P_VALUE, run_program, run_steps)
 from .ops import DIFF, FREED, NF, OPS
 from .tape import NONE, TAPE
 from .tensor import Tensor, _make
@@ -270,6 +270,11 @@ class Path:
         if n > last or not rows:
             rows.append((P_FWD, last, n, 0, 0, 0))
             self.row_desc.append(None)
+        self.out_rows = []              # P_COPY rows: each call copies a result to a new slot
+        for o in _tensor_outputs(outputs):
+            self.out_rows.append(len(rows))
+            rows.append((P_COPY, o[1], -1, 0, 0, 0))
+            self.row_desc.append(None)
         self.P = np.array(rows, np.int64).reshape(-1, 6)
         self.V = np.concatenate(rec.V) if rec.V else np.zeros(1)
         ns = T.nslots
@@ -282,6 +287,7 @@ class Path:
         self.consts = rec.consts
         self.pyguards = rec.pyguards
         self.live = False               # its result requires grad: replays splice it
+        self._gen = -1
         self.const_aux = np.array([OPS[int(op)].kind == "unary" or OPS[int(op)].name == "fill"
                                    for op in self.R[:, 0]], bool)
         self.inputs = inputs            # (argument position, slot) of tensor/array arguments
@@ -315,6 +321,16 @@ class Path:
                 elif r[0] == P_REV:              # gradients accumulate into existing .grad
                     written.update(int(g) for g in self.SG[r[3]] if g in live0)
             self.snapshot = sorted(written)
+
+    def run_args(self):
+        """The arguments of run_program for this path (rebuilt when the tape reallocates)."""
+        T = TAPE
+        if self._gen != T.gen:
+            self._args = (self.P, self.R, self.M, T.off, T.size, T.dt, T.ver, T.F[0],
+                          self.C[0], T.G[0], T.F[1], self.C[1], T.G[1], T.needs, self.V,
+                          self.SL, self.SR, self.SG)
+            self._gen = T.gen
+        return self._args
 
     def release(self):
         held, self.held = self.held, []
@@ -522,23 +538,28 @@ class Compiled:
                 t._grad = _fresh_copy(go._slot, go._shape, go._dt)
                 TAPE.set_grad_of(t._slot, t._grad._slot)
 
-    def _run(self, path):
-        T = TAPE
-        return run_program(path.P, path.R, path.M, T.off, T.size, T.dt, T.ver, T.F[0],
-                           path.C[0], T.G[0], T.F[1], path.C[1], T.G[1], T.needs, path.V,
-                           path.SL, path.SR, path.SG)
-
     def _replay(self, path, args):
         if path.live:
             return self._splice(path, args)
         rebound = self._prepare(path, args)
         saved = [(s, TAPE.value(s).copy()) for s in path.snapshot]
+        P, T = path.P, TAPE
+        results = []
+        for r in path.out_rows:
+            g = T.alloc(*T.key[P[r, 1]])
+            P[r, 2] = g
+            results.append(g)
         try:
-            j = self._run(path)
+            j = run_program(*path.run_args())
         finally:
             for s, o in rebound:
-                TAPE.off[s] = o
+                T.off[s] = o
+            for r in path.out_rows:
+                P[r, 2] = -1
         if j >= 0:
+            for g in results:
+                T.refs[g] += 1
+                T.release(g)
             for s, v in saved:
                 TAPE.value(s)[:] = v
             for G in TAPE.G:
@@ -546,7 +567,7 @@ class Compiled:
             raise Stale(f"guard failed: {path.row_desc[j]}; now it goes the other way")
         self._finish(path, args)
         self.last = path
-        return self._outputs(path.outputs, args)
+        return self._outputs(path.outputs, args, results=iter(results))
 
     def _splice(self, path, args):
         """Append the path's records to the tape with fresh slots for everything it creates,
@@ -592,7 +613,7 @@ class Compiled:
         R[:, 7] = np.where(R[:, 5] & 32, T.ver[np.maximum(R[:, 2], 0)],
                            np.where(R[:, 5] & 64, T.ver[R[:, 3]], 0))
         T.append(R, path.M, path.C, path.shapes)
-        P = path.P.copy()
+        P = path.P[path.P[:, 0] != P_COPY].copy()      # results are the new slots themselves
         fwd = P[:, 0] == P_FWD
         P[fwd, 1:3] += n0
         for j in np.nonzero(~fwd)[0]:
@@ -614,17 +635,17 @@ class Compiled:
         self.last = path
         return self._outputs(path.outputs, args, remap, n0)
 
-    def _outputs(self, o, args, remap=None, n0=0):
+    def _outputs(self, o, args, remap=None, n0=0, results=None):
         kind = o[0]
         if kind == "T":
             _, s, shape, dt, rg, fn, rec = o
             if remap is not None:               # spliced: the result is a node of the graph
                 return _make(int(remap[s]), shape, dt, rg, n0 + rec if rg else -1, fn)
-            return _fresh_copy(s, shape, dt, rg, fn)
+            return _make(next(results), shape, dt, rg, -1, fn)
         if kind == "arg":
             return args[o[1]]
         if kind == "seq":
-            return o[1](self._outputs(x, args, remap, n0) for x in o[2])
+            return o[1](self._outputs(x, args, remap, n0, results) for x in o[2])
         return o[1]
 
     def _describe(self, r, args, pre):
@@ -890,6 +911,16 @@ def tg_index(ix, a):
         from .tensor import _make_np
         return _make_np(np.asarray(ix, np.int64))
     return ix
+
+
+def _tensor_outputs(o):
+    if o is None:
+        return []
+    if o[0] == "T":
+        return [o]
+    if o[0] == "seq":
+        return [t for x in o[2] for t in _tensor_outputs(x)]
+    return []
 
 
 def _closure_tensors(fn):

@@ -232,7 +232,7 @@ def run_reverse(R, start, seed, M, off, size, dt, leaf, retain, grad_of, ver,
 # ---- replay programs (tapegrad.compile) ----
 # A program is an int64 array of rows [kind, p1, p2, p3, p4, p5]: runs of records and the
 # events the recording saw between them (backward seeds and passes, new .grad tensors, guards).
-P_FWD, P_SEED, P_SEEDSLOT, P_REV, P_TAKE, P_CMP, P_VALUE = range(7)
+P_FWD, P_SEED, P_SEEDSLOT, P_REV, P_TAKE, P_CMP, P_VALUE, P_COPY = range(8)
 CMP_EQ, CMP_NE, CMP_LT, CMP_LE, CMP_GT, CMP_GE = range(6)
 
 
@@ -265,6 +265,15 @@ def _same(F, o, n, V, vi):
         if x != y and not (x != x and y != y):
             return False
     return True
+
+
+@rule
+def _copy_slot(F32, F64, off, size, dt, src, dst):
+    n = size[src]
+    if dt[src] == 0:
+        F32[off[dst]:off[dst] + n] = F32[off[src]:off[src] + n]
+    else:
+        F64[off[dst]:off[dst] + n] = F64[off[src]:off[src] + n]
 
 
 @jit
@@ -312,16 +321,9 @@ def run_program(P, R, M, off, size, dt, ver, F32, C32, G32, F64, C64, G64, needs
                 ok = _same(F64, off[p1], size[p1], V, p2)
             if not ok:
                 return j
+        elif kind == P_COPY and p2 >= 0:
+            _copy_slot(F32, F64, off, size, dt, p1, p2)
     return -1
-
-
-@rule
-def _copy_slot(F32, F64, off, size, dt, src, dst):
-    n = size[src]
-    if dt[src] == 0:
-        F32[off[dst]:off[dst] + n] = F32[off[src]:off[src] + n]
-    else:
-        F64[off[dst]:off[dst] + n] = F64[off[src]:off[src] + n]
 
 
 @jit

@@ -66,6 +66,7 @@ class Tape:
         self.n_live = 0         # differentiable records not yet freed
         self.epoch = 0          # bumped at every reset; records of older epochs are gone
         self.rec = None         # the Recorder while tapegrad.compile records a function
+        self.gen = 0            # bumped whenever an arena or the slot table is reallocated
 
     # ---- slots ----
     def alloc(self, dt, n):
@@ -78,6 +79,7 @@ class Tape:
         o = self.top[dt]
         if o + n > len(self.F[dt]):
             self.F[dt] = _grown(self.F[dt], o + n)
+            self.gen += 1
             self.G[dt] = np.zeros(len(self.F[dt]), NP_FLOATS[dt])   # all zero between calls
         self.top[dt] = o + n
         self.off[s] = o
@@ -90,6 +92,7 @@ class Tape:
         return s
 
     def _grow_slots(self, need):
+        self.gen += 1
         for name in ("off", "size", "dt", "leaf", "retain", "ver", "needs"):
             setattr(self, name, _grown(getattr(self, name), need))
         self.grad_of = _grown(self.grad_of, need, -1)
