@@ -31,6 +31,8 @@ def _run(t, gradient, retain_graph, grad_of=None, retain=None):
     rec = t._rec
     if rec >= 0 and t._epoch != TAPE.epoch:
         rec = -2                                   # the records of this graph are gone
+    elif 0 <= rec < TAPE.n - 1:
+        rec = TAPE.last_write(t._slot, rec)        # in-place writes through another view
     return TAPE.backward(rec, t._slot, g, bool(retain_graph), grad_of, retain, gs)
 
 
@@ -85,30 +87,29 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
         if not x._rg:
             raise RuntimeError("One of the differentiated Tensors does not require grad")
     acc = [None] * len(inputs)
-    pos = {x._slot: i for i, x in enumerate(inputs)}
+    pos = {}                                         # slot -> the inputs naming it (views)
+    for i, x in enumerate(inputs):
+        pos.setdefault(x._slot, []).append(i)
     for k, (out, g) in enumerate(zip(outputs, gouts)):
         grad_of = np.full_like(TAPE.grad_of, -1)   # leave every .grad untouched
         retain = np.zeros_like(TAPE.retain)
-        held = []
+        held = {}
         for x in inputs:
-            if x._fn is not None:                    # a non-leaf: collect it as retained
+            # a non-leaf (not a view of a leaf): collect its gradient as a retained one
+            if x._fn is not None and not TAPE.leaf[x._slot] and x._slot not in held:
                 from .factory import zeros
-                buf = zeros(x._shape, dtype=x._dt)
+                buf = zeros((int(TAPE.size[x._slot]),), dtype=x._dt)
                 retain[x._slot] = 1
                 grad_of[x._slot] = buf._slot
-                held.append((x, buf))
+                held[x._slot] = buf
         keep = retain_graph if k == len(outputs) - 1 else True
         new, retained = _run(out, g, keep, grad_of, retain)
-        for s in new:
-            gs = TAPE.take_grad(s)
-            gt = _make(gs, TAPE_shape(s, inputs), TAPE_dt(s))
-            if s in pos:
-                i = pos[s]
-                acc[i] = gt if acc[i] is None else acc[i] + gt
-        for x, buf in held:
-            if x._slot in retained:
-                i = pos[x._slot]
-                acc[i] = buf if acc[i] is None else acc[i] + buf
+        found = [(s, _make(TAPE.take_grad(s), (int(TAPE.size[s]),), TAPE_dt(s))) for s in new]
+        found += [(s, buf) for s, buf in held.items() if s in retained]
+        for s, gt in found:
+            for i in pos.get(s, ()):
+                gi = gt.reshape(inputs[i]._shape)
+                acc[i] = gi if acc[i] is None else acc[i] + gi
     for i, x in enumerate(inputs):
         if acc[i] is None:
             if materialize_grads:
@@ -121,13 +122,6 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
         elif acc[i]._shape != x._shape:
             acc[i] = acc[i].reshape(x._shape)
     return tuple(acc)
-
-
-def TAPE_shape(s, inputs):
-    for x in inputs:
-        if x._slot == s:
-            return x._shape
-    return (int(TAPE.size[s]),)
 
 
 def TAPE_dt(s):

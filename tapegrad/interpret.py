@@ -131,6 +131,14 @@ def _accumulate(src, dst, off, size, dt, G32, G64, F32, F64):
         F64[off[dst]:off[dst] + n] += G64[off[src]:off[src] + n]
 
 
+@rule
+def _seen(a, n, s):
+    for k in range(n):
+        if a[k] == s:
+            return True
+    return False
+
+
 @jit
 def run_reverse(R, start, seed, M, off, size, dt, leaf, retain, grad_of, ver,
                 F32, C32, G32, F64, C64, G64, needs, mode):
@@ -173,7 +181,8 @@ def run_reverse(R, start, seed, M, off, size, dt, leaf, retain, grad_of, ver,
                     and ver[b] != R[i, 7]) or ((flags & SAVE_OUT) and ver[out] != R[i, 7])):
                 status, bad = VERSION_CHANGED, i
                 break
-            if retain[out] and overwrite:
+            if retain[out] and not _seen(touched, nt, out):
+                # the last write of the slot: its gradient is the retained tensor's .grad
                 _accumulate(out, grad_of[out], off, size, dt, G32, G64, F32, F64)
                 touched[nt] = out
                 nt += 1

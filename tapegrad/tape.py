@@ -306,6 +306,13 @@ class Tape:
             self.gc()
         return new, retained
 
+    def last_write(self, s, rec):
+        """The last differentiable record after `rec` that writes slot s (else rec)."""
+        self._sync()
+        R = self.R[rec + 1:self.n]
+        hits = np.nonzero((R[:, 3] == s) & ((R[:, 5] & DIFF) != 0))[0]
+        return rec + 1 + int(hits[-1]) if len(hits) else rec
+
     def gc(self):
         """Free the graphs no tensor can reach any more (a grad-requiring result that was
         dropped without backward), then reset the tape or free the slots no live record uses."""
@@ -323,7 +330,7 @@ class Tape:
             if self.recrefs[i] > 0 or out in needed:
                 used.update((a, b, out))
                 if op == OP_SETSTRIDED and flags & GB or a == out or b == out:
-                    pass
+                    needed.add(out)         # a partial or in-place write: earlier ones count
                 else:
                     needed.discard(out)
                 needed.update(s for s, bit in ((a, GA), (b, GB)) if s >= 0 and flags & bit)

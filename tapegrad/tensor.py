@@ -378,7 +378,12 @@ def _reduce(op, x, dim=None, keepdim=False, fn=None, spread=None):
         spread = dim is None
     aux = TAPE.add_meta([outer, n, inner, int(spread)])
     rg = x._rg and _Mode.enabled
-    return _record(op, x._slot, NONE, out, x._dt, rg, fn, aux, OPS[op].saves if rg else 0, rg)
+    r = _record(op, x._slot, NONE, out, x._dt, rg, fn, aux, OPS[op].saves if rg else 0, rg)
+    if rg and op in (OP_MAX, OP_MIN):
+        # backward compares the input with the saved result (PyTorch saves the indices): hand
+        # out a copy, so in-place writes to the result leave the saved one alone
+        return _record(OP_COPY, r._slot, NONE, out, x._dt, True, r._fn, ga=True)
+    return r
 
 
 def _strided(x, shape, strides, base, fn):
@@ -529,9 +534,22 @@ def _setitem(x, idx, value):
         if isinstance(value, Tensor) and value._rg:
             raise NotImplementedError("assigning a tensor that requires grad through advanced "
                                       "indexing (index_put) is not supported yet")
+        v = value._value() if isinstance(value, Tensor) else value
+        if x._rg and _Mode.enabled:
+            # x = x * (1 - mask) + values: the overwritten elements get no gradient
+            mask = np.zeros(x._shape, x._dt.np)
+            vals = np.zeros(x._shape, x._dt.np)
+            try:
+                mask[idx] = 1
+                vals[idx] = v
+            except IndexError as e:
+                raise _numpy_index_error(e, x._shape) from None
+            keep = _from_array(1 - mask, x._dt)
+            x._assign(x * keep + _from_array(vals, x._dt), "IndexPutBackward0")
+            return
         arr = x._value().reshape(x._shape)
         try:
-            arr[idx] = value._value() if isinstance(value, Tensor) else value
+            arr[idx] = v
         except IndexError as e:
             raise _numpy_index_error(e, x._shape) from None
         _bump(x)
@@ -870,8 +888,19 @@ class Tensor:
         """Keep .grad for this non-leaf tensor after backward."""
         if not self._rg:
             raise RuntimeError("can't retain_grad on Tensor that has requires_grad=False")
-        if self._fn is None or TAPE.retain[self._slot]:
+        owner = TAPE.owners.get(self._slot)
+        if self._fn is None or owner is not None and owner() is self or TAPE.retain[self._slot]:
             return
+        if TAPE.leaf[self._slot]:
+            # a view of a leaf shares the leaf's slot and .grad bookkeeping: from now on this
+            # tensor names a copy of its own (later writes to it do not reach the leaf)
+            r = _record(OP_COPY, self._slot, NONE, self._shape, self._dt, True, self._fn,
+                        ga=True)
+            old, self._slot = self._slot, r._slot
+            TAPE.refs[r._slot] += 1
+            TAPE.release(old)
+            _repoint(self, r._rec, self._fn)
+            del r
         from .factory import zeros
         g = zeros(self._shape, dtype=self._dt)
         TAPE.retain[self._slot] = 1
@@ -1390,8 +1419,9 @@ class Tensor:
             return self
         o_rg = isinstance(o, Tensor) and o._rg
         if _Mode.enabled and (self._rg or o_rg):
-            r = _binary(op, self, o, fn)
-            return self._assign(r, fn)
+            # the backward may read self's value from before the write: give it a copy
+            x = self.clone() if _binary_saves(op, self._rg, o_rg) & SAVE_A else self
+            return self._assign(_binary(op, x, o, fn), fn)
         if isinstance(o, Tensor):
             ob = _as_float(o, self._dt)
             sb, shape_b = ob._slot, ob._shape
@@ -1452,7 +1482,8 @@ class Tensor:
             self._np[...] = _unary(op, self, params=params)._np
             return self
         if _Mode.enabled and self._rg:
-            return self._assign(_unary(op, self, fn, params), fn)
+            x = self.clone() if OPS[op].saves & SAVE_A else self
+            return self._assign(_unary(op, x, fn, params), fn)
         aux = -1
         if params is not None:
             aux = -TAPE.const(self._dt.code, params[0]) - 1
