@@ -300,6 +300,9 @@ class Path:
             used.update(int(v) for v in _slots_of(e) if v >= 0)
         used.update(s for _, s in inputs)
         self.held = sorted(used)
+        # views of an input name its values: they follow it when the input is rebound
+        self.views_of = {q: [a for a in self.held if a in T.aliased and a != q and
+                             T.off[a] == T.off[q]] for _, q in inputs}
         self.internal = [s for s in self.held if s not in live0 and
                          s not in {q for _, q in inputs}]
         for s in self.held:
@@ -326,9 +329,9 @@ class Path:
         """The arguments of run_program for this path (rebuilt when the tape reallocates)."""
         T = TAPE
         if self._gen != T.gen:
-            self._args = (self.P, self.R, self.M, T.off, T.size, T.dt, T.ver, T.F[0],
-                          self.C[0], T.G[0], T.F[1], self.C[1], T.G[1], T.needs, self.V,
-                          self.SL, self.SR, self.SG)
+            self._args = (self.P, self.R, self.M, T.off, T.goff, T.size, T.dt, T.vid, T.ver,
+                          T.F[0], self.C[0], T.G[0], T.F[1], self.C[1], T.G[1], T.needs,
+                          self.V, self.SL, self.SR, self.SG)
             self._gen = T.gen
         return self._args
 
@@ -512,8 +515,9 @@ class Compiled:
             a = args[pos]
             if isinstance(a, Tensor):
                 if a._slot != s:
-                    rebound.append((s, int(T.off[s])))
-                    T.off[s] = T.off[a._slot]
+                    for q in [s] + path.views_of[s]:
+                        rebound.append((q, int(T.off[q])))
+                        T.off[q] = T.off[a._slot]
             else:
                 d, n = T.key[s]
                 T.F[d][T.off[s]:T.off[s] + n] = np.asarray(a, T.F[d].dtype).reshape(-1)
@@ -622,8 +626,9 @@ class Compiled:
             for c in cols:
                 if P[j, c] >= 0:
                     P[j, c] = remap[P[j, c]]
-        j = run_program(P, T.R, T.M, T.off, T.size, T.dt, T.ver, T.F[0], T.C[0], T.G[0],
-                        T.F[1], T.C[1], T.G[1], T.needs, path.V, path.SL, path.SR, path.SG)
+        j = run_program(P, T.R, T.M, T.off, T.goff, T.size, T.dt, T.vid, T.ver, T.F[0], T.C[0],
+                        T.G[0], T.F[1], T.C[1], T.G[1], T.needs, path.V, path.SL, path.SR,
+                        path.SG)
         if j >= 0:
             T.truncate(n0, m0, c0)
         for g in fresh:
@@ -889,9 +894,9 @@ class Compiled:
         T = TAPE
         try:
             done, j = run_steps(m, out[1] if out[0] == "T" else -1, hist, path.carry, gather,
-                                idx, path.P, path.R, path.M, T.off, T.size, T.dt, T.ver,
-                                T.F[0], path.C[0], T.G[0], T.F[1], path.C[1], T.G[1], T.needs,
-                                path.V, path.SL, path.SR, path.SG)
+                                idx, path.P, path.R, path.M, T.off, T.goff, T.size, T.dt,
+                                T.vid, T.ver, T.F[0], path.C[0], T.G[0], T.F[1], path.C[1],
+                                T.G[1], T.needs, path.V, path.SL, path.SR, path.SG)
         finally:
             for s, o in rebound:
                 T.off[s] = o

@@ -61,22 +61,22 @@ def forward_record(op, a, b, out, aux, M, F, C, off, size):
 
 
 @jit
-def reverse_record(op, a, b, out, aux, flags, M, F, C, G, off, size):
+def reverse_record(op, a, b, out, aux, flags, M, F, C, G, off, goff, size):
     A = view(F, C, off, size, a)
-    GA_ = view(G, C, off, size, a)
+    GA_ = view(G, C, goff, size, a)
     O = view(F, C, off, size, out)
-    GO = view(G, C, off, size, out)
+    GO = view(G, C, goff, size, out)
     ga = (flags & GA) != 0
     if op <= LAST_UNARY:
         p, q = _params(C, aux)
         unary_loop_bwd(op, A, O, GA_, GO, p, q)
     elif op <= LAST_BINARY:
-        binary_loop_bwd(op, A, view(F, C, off, size, b), O, GA_, view(G, C, off, size, b), GO,
+        binary_loop_bwd(op, A, view(F, C, off, size, b), O, GA_, view(G, C, goff, size, b), GO,
                         M, aux, ga, (flags & GB) != 0)
     elif op <= LAST_REDUCE:
         reduce_bwd(op, A, O, GA_, GO, M, aux)
     elif op == OP_MATMUL:
-        matmul_bwd(A, view(F, C, off, size, b), GA_, view(G, C, off, size, b), GO, M, aux, ga,
+        matmul_bwd(A, view(F, C, off, size, b), GA_, view(G, C, goff, size, b), GO, M, aux, ga,
                    (flags & GB) != 0)
     elif op == OP_STRIDED:
         strided_bwd(GA_, GO, M, aux)
@@ -106,29 +106,31 @@ def run_forward(R, lo, hi, M, off, size, dt, F32, C32, F64, C64):
 
 
 @rule
-def _zero(G32, G64, off, size, dt, s):
+def _zero(G32, G64, goff, size, dt, s):
     if dt[s] == 0:
-        G32[off[s]:off[s] + size[s]] = 0
+        G32[goff[s]:goff[s] + size[s]] = 0
     else:
-        G64[off[s]:off[s] + size[s]] = 0
+        G64[goff[s]:goff[s] + size[s]] = 0
 
 
 @jit
-def _reverse_cast(a, out, flags, off, size, dt, G32, C32, G64, C64):
+def _reverse_cast(a, out, flags, goff, size, dt, G32, C32, G64, C64):
     if dt[out] == 0:
-        copy_bwd(view(G64, C64, off, size, a), view(G32, C32, off, size, out), (flags & GA) != 0)
+        copy_bwd(view(G64, C64, goff, size, a), view(G32, C32, goff, size, out),
+                 (flags & GA) != 0)
     else:
-        copy_bwd(view(G32, C32, off, size, a), view(G64, C64, off, size, out), (flags & GA) != 0)
+        copy_bwd(view(G32, C32, goff, size, a), view(G64, C64, goff, size, out),
+                 (flags & GA) != 0)
 
 
 @jit
-def _accumulate(src, dst, off, size, dt, G32, G64, F32, F64):
+def _accumulate(src, dst, off, goff, size, dt, G32, G64, F32, F64):
     """Add the gradient of slot `src` into the value of slot `dst` (a .grad tensor)."""
     n = size[src]
     if dt[src] == 0:
-        F32[off[dst]:off[dst] + n] += G32[off[src]:off[src] + n]
+        F32[off[dst]:off[dst] + n] += G32[goff[src]:goff[src] + n]
     else:
-        F64[off[dst]:off[dst] + n] += G64[off[src]:off[src] + n]
+        F64[off[dst]:off[dst] + n] += G64[goff[src]:goff[src] + n]
 
 
 @rule
@@ -140,7 +142,7 @@ def _seen(a, n, s):
 
 
 @jit
-def run_reverse(R, start, seed, M, off, size, dt, leaf, retain, grad_of, ver,
+def run_reverse(R, start, seed, M, off, goff, size, dt, vid, leaf, retain, grad_of, ver,
                 F32, C32, G32, F64, C64, G64, needs, mode):
     """Backpropagate the gradient seeded in G[seed] through records start..0.
 
@@ -177,28 +179,29 @@ def run_reverse(R, start, seed, M, off, size, dt, leaf, retain, grad_of, ver,
             if (mode & CHECK) and (flags & FREED):
                 status, bad = GRAPH_FREED, i
                 break
-            if (mode & CHECK) and (((flags & SAVE_A) and ver[a] != R[i, 6]) or ((flags & SAVE_B) and b >= 0
-                    and ver[b] != R[i, 7]) or ((flags & SAVE_OUT) and ver[out] != R[i, 7])):
+            if (mode & CHECK) and (((flags & SAVE_A) and ver[vid[a]] != R[i, 6]) or (
+                    (flags & SAVE_B) and b >= 0 and ver[vid[b]] != R[i, 7]) or (
+                    (flags & SAVE_OUT) and ver[vid[out]] != R[i, 7])):
                 status, bad = VERSION_CHANGED, i
                 break
             if retain[out] and not _seen(touched, nt, out):
                 # the last write of the slot: its gradient is the retained tensor's .grad
-                _accumulate(out, grad_of[out], off, size, dt, G32, G64, F32, F64)
+                _accumulate(out, grad_of[out], off, goff, size, dt, G32, G64, F32, F64)
                 touched[nt] = out
                 nt += 1
             if op == OP_CAST:
-                _reverse_cast(a, out, flags, off, size, dt, G32, C32, G64, C64)
+                _reverse_cast(a, out, flags, goff, size, dt, G32, C32, G64, C64)
             elif dt[out] == 0:
-                reverse_record(op, a, b, out, aux, flags, M, F32, C32, G32, off, size)
+                reverse_record(op, a, b, out, aux, flags, M, F32, C32, G32, off, goff, size)
             else:
-                reverse_record(op, a, b, out, aux, flags, M, F64, C64, G64, off, size)
+                reverse_record(op, a, b, out, aux, flags, M, F64, C64, G64, off, goff, size)
             if op == OP_SETSTRIDED and overwrite:
-                _zero(G32, G64, off, size, dt, out)
+                _zero(G32, G64, goff, size, dt, out)
             if mode & FREE:
                 R[i, 5] = flags | FREED
                 n_freed += 1
         elif overwrite:
-            _zero(G32, G64, off, size, dt, out)     # a constant was written: no gradient flows
+            _zero(G32, G64, goff, size, dt, out)     # a constant was written: no gradient flows
         if overwrite:
             needs[out] = 0
             if not leaf[out]:
@@ -223,13 +226,13 @@ def run_reverse(R, start, seed, M, off, size, dt, leaf, retain, grad_of, ver,
         needs[s] = 0
         if status == OK and leaf[s]:
             if grad_of[s] >= 0:
-                _accumulate(s, grad_of[s], off, size, dt, G32, G64, F32, F64)
-                _zero(G32, G64, off, size, dt, s)
+                _accumulate(s, grad_of[s], off, goff, size, dt, G32, G64, F32, F64)
+                _zero(G32, G64, goff, size, dt, s)
             else:
                 reached[nr] = s                 # the caller creates .grad from G[s]
                 nr += 1
                 continue
-        _zero(G32, G64, off, size, dt, s)
+        _zero(G32, G64, goff, size, dt, s)
     reached[nr] = -1
     nr += 1
     for j in range(nt):
@@ -286,32 +289,32 @@ def _copy_slot(F32, F64, off, size, dt, src, dst):
 
 
 @jit
-def run_program(P, R, M, off, size, dt, ver, F32, C32, G32, F64, C64, G64, needs, V, SL, SR,
-                SG):
+def run_program(P, R, M, off, goff, size, dt, vid, ver, F32, C32, G32, F64, C64, G64, needs, V,
+                SL, SR, SG):
     """Run a recorded program; return -1, or the row of the first guard that fails."""
     for j in range(P.shape[0]):
         kind, p1, p2, p3, p4, p5 = P[j, 0], P[j, 1], P[j, 2], P[j, 3], P[j, 4], P[j, 5]
         if kind == P_FWD:
             run_forward(R, p1, p2, M, off, size, dt, F32, C32, F64, C64)
         elif kind == P_SEED:
-            o, n = off[p1], size[p1]
+            o, n = goff[p1], size[p1]
             for k in range(n):
                 if dt[p1] == 0:
                     G32[o + k] = V[p2 + k]
                 else:
                     G64[o + k] = V[p2 + k]
         elif kind == P_SEEDSLOT:
-            o, og, n = off[p1], off[p2], size[p1]
+            o, og, n = goff[p1], off[p2], size[p1]
             for k in range(n):
                 if dt[p1] == 0:
                     G32[o + k] = F32[og + k] if dt[p2] == 0 else F64[og + k]
                 else:
                     G64[o + k] = F32[og + k] if dt[p2] == 0 else F64[og + k]
         elif kind == P_REV:
-            run_reverse(R, p1, p2, M, off, size, dt, SL[p3], SR[p3], SG[p3], ver, F32, C32,
-                        G32, F64, C64, G64, needs, 0)
+            run_reverse(R, p1, p2, M, off, goff, size, dt, vid, SL[p3], SR[p3], SG[p3], ver,
+                        F32, C32, G32, F64, C64, G64, needs, 0)
         elif kind == P_TAKE:
-            o, og, n = off[p1], off[p2], size[p1]
+            o, og, n = goff[p1], off[p2], size[p1]
             if dt[p1] == 0:
                 F32[og:og + n] = G32[o:o + n]
                 G32[o:o + n] = 0
@@ -336,8 +339,8 @@ def run_program(P, R, M, off, size, dt, ver, F32, C32, G32, F64, C64, G64, needs
 
 
 @jit
-def run_steps(n, out, hist, carry, gather, idx, P, R, M, off, size, dt, ver, F32, C32, G32, F64,
-              C64, G64, needs, V, SL, SR, SG):
+def run_steps(n, out, hist, carry, gather, idx, P, R, M, off, goff, size, dt, vid, ver, F32, C32,
+              G32, F64, C64, G64, needs, V, SL, SR, SG):
     """Run a program n times, keeping the first value of slot `out` after each in hist.
 
     `carry` rows (src, dst) copy a step's final state into the slots the next step reads.
@@ -355,8 +358,8 @@ def run_steps(n, out, hist, carry, gather, idx, P, R, M, off, size, dt, ver, F32
                     F32[od:od + w] = F32[o:o + w]
                 else:
                     F64[od:od + w] = F64[o:o + w]
-        j = run_program(P, R, M, off, size, dt, ver, F32, C32, G32, F64, C64, G64, needs, V,
-                        SL, SR, SG)
+        j = run_program(P, R, M, off, goff, size, dt, vid, ver, F32, C32, G32, F64, C64, G64,
+                        needs, V, SL, SR, SG)
         if j >= 0:
             return step, j
         if out >= 0:

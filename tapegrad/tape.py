@@ -32,7 +32,9 @@ class Tape:
         self.G = [np.zeros(4096, t) for t in NP_FLOATS]     # gradients, same offsets
         self.top = [0, 0]
         cap = 1024
-        self.off = np.zeros(cap, np.int64)
+        self.off = np.zeros(cap, np.int64)          # where a slot's value is in F
+        self.goff = np.zeros(cap, np.int64)         # where its gradient is in G (its own block)
+        self.vid = np.zeros(cap, np.int64)          # the slot whose version counter it shares
         self.size = np.zeros(cap, np.int64)
         self.dt = np.zeros(cap, np.int64)
         self.leaf = np.zeros(cap, np.int8)          # slot of a leaf that requires grad
@@ -48,6 +50,7 @@ class Tape:
         self.free = {}                              # (dtype code, size) -> free slot ids
         self.deferred = []                          # freed while records may refer to them
         self.flagged = set()                        # slots with leaf/retain/grad_of set
+        self.aliased = set()                        # slots made by alias()
         self.owners = {}                            # slot -> weakref of the tensor owning .grad
         self.rows = []                              # records not yet synced, NF ints each
         self.shapes = []                            # output shape of each record (dump only)
@@ -82,7 +85,8 @@ class Tape:
             self.gen += 1
             self.G[dt] = np.zeros(len(self.F[dt]), NP_FLOATS[dt])   # all zero between calls
         self.top[dt] = o + n
-        self.off[s] = o
+        self.off[s] = self.goff[s] = o
+        self.vid[s] = s
         self.size[s] = n
         self.dt[s] = dt
         self.key.append((dt, n))
@@ -93,7 +97,7 @@ class Tape:
 
     def _grow_slots(self, need):
         self.gen += 1
-        for name in ("off", "size", "dt", "leaf", "retain", "ver", "needs"):
+        for name in ("off", "goff", "vid", "size", "dt", "leaf", "retain", "ver", "needs"):
             setattr(self, name, _grown(getattr(self, name), need))
         self.grad_of = _grown(self.grad_of, need, -1)
 
@@ -105,7 +109,20 @@ class Tape:
             else:
                 self._free(s)
 
+    def alias(self, base):
+        """A new slot naming base's values (a view) with a gradient block of its own."""
+        dt, n = self.key[base]
+        s = self.alloc(dt, n)
+        self.off[s] = self.off[base]
+        self.vid[s] = self.vid[base]
+        self.aliased.add(s)
+        return s
+
     def _free(self, s):
+        if s in self.aliased:
+            self.aliased.discard(s)
+            self.off[s] = self.goff[s]
+            self.vid[s] = s
         if s in self.flagged:
             self.flagged.discard(s)
             self.leaf[s] = self.retain[s] = 0
@@ -245,7 +262,7 @@ class Tape:
         refs, flagged, free, key = self.refs, self.flagged, self.free, self.key
         for s in self.deferred:
             if refs[s] == 0:
-                if s in flagged:
+                if s in flagged or s in self.aliased:
                     self._free(s)
                 else:
                     free[key[s]].append(s)
@@ -261,7 +278,7 @@ class Tape:
         self.flush()
         self._sync()
         dt = self.key[seed][0]
-        o = self.off[seed]
+        o = self.goff[seed]
         if grad_slot >= 0:
             og = self.off[grad_slot]
             grad = self.F[self.key[grad_slot][0]][og:og + self.key[grad_slot][1]]
@@ -271,8 +288,8 @@ class Tape:
         if self.rec is not None:
             self.rec.backward(rec, seed, grad, grad_slot, grad_of, retain)
         status, bad, n_freed, reached = run_reverse(
-            self.R, rec, seed, self.M, self.off, self.size, self.dt, self.leaf, retain, grad_of,
-            self.ver, self.F[0], self.C[0], self.G[0], self.F[1], self.C[1], self.G[1],
+            self.R, rec, seed, self.M, self.off, self.goff, self.size, self.dt, self.vid,
+            self.leaf, retain, grad_of, self.ver, self.F[0], self.C[0], self.G[0], self.F[1], self.C[1], self.G[1],
             self.needs, CHECK | (0 if retain_graph else FREE))
         self.n_live -= n_freed
         if status:
@@ -353,7 +370,7 @@ class Tape:
         """Move the gradient left in G[s] into a fresh slot, for a new .grad tensor."""
         dt, n = self.key[s]
         g = self.alloc(dt, n)
-        o, og = self.off[s], self.off[g]
+        o, og = self.goff[s], self.off[g]
         self.F[dt][og:og + n] = self.G[dt][o:o + n]
         self.G[dt][o:o + n] = 0
         if self.rec is not None:

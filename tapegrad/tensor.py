@@ -4,6 +4,7 @@ Float tensors (float32, float64) live in tape slots and every op on them appends
 Integer and bool tensors are never differentiable: they hold a NumPy array and compute eagerly.
 """
 import math
+import weakref
 from collections import namedtuple
 
 import numpy as np
@@ -68,12 +69,18 @@ def _make(slot, shape, dt, rg=False, rec=-1, fn=None, cls=None):
 
 
 def _repoint(t, rec, fn):
-    """Make record rec the grad_fn of t (after an in-place op on t)."""
+    """Make record rec the grad_fn of t (after an in-place op on t). A view written in place
+    also rewrites its base: one more record (base = view, a no-op on the shared values) makes
+    the base's later uses flow into the write, as PyTorch's CopySlices."""
     if t._rec >= 0 and t._epoch == TAPE.epoch:
         TAPE.recrefs[t._rec] -= 1
     t._rg, t._rec, t._fn, t._epoch = True, rec, fn, TAPE.epoch
     if rec >= 0:
         TAPE.recrefs[rec] += 1
+        base = t._base() if t._base is not None else None
+        if base is not None and base._slot >= 0 and TAPE.off[base._slot] == TAPE.off[t._slot]:
+            wb = TAPE.record(OP_COPY, t._slot, NONE, base._slot, base._shape, -1, DIFF | GA)
+            _repoint(base, wb, "CopySlices")
 
 
 def _make_np(arr, dt=None):
@@ -132,14 +139,14 @@ def _emit(op, a, b, key, out_shape, dt, rg, fn, aux, saves, ga, gb):
     if rg:
         va = vb = 0
         if saves and tape.bumped:           # versions are 0 until an in-place op
-            bumped = tape.bumped
-            if saves & SAVE_A and a in bumped:
-                va = int(tape.ver[a])
+            bumped, vid, ver = tape.bumped, tape.vid, tape.ver
+            if saves & SAVE_A and vid[a] in bumped:
+                va = int(ver[vid[a]])
             if saves & SAVE_B:
-                if b in bumped:
-                    vb = int(tape.ver[b])
-            elif saves & SAVE_OUT and s in bumped:
-                vb = int(tape.ver[s])
+                if vid[b] in bumped:
+                    vb = int(ver[vid[b]])
+            elif saves & SAVE_OUT and vid[s] in bumped:
+                vb = int(ver[vid[s]])
         tape.rows.extend((op, a, b, s, aux, DIFF | (GA if ga else 0) | (GB if gb else 0) | saves,
                           va, vb))
         tape.recrefs.append(1)
@@ -158,8 +165,9 @@ def _emit(op, a, b, key, out_shape, dt, rg, fn, aux, saves, ga, gb):
 
 def _bump(t):
     if t._vt:
-        TAPE.ver[t._slot] += 1
-        TAPE.bumped.add(t._slot)
+        v = int(TAPE.vid[t._slot])               # a view shares its base's counter
+        TAPE.ver[v] += 1
+        TAPE.bumped.add(v)
         TAPE.nbumps += 1
 
 
@@ -403,7 +411,15 @@ def _alias(x, shape, fn):
         t = _make(x._slot, shape, x._dt, True, -1, fn)
         t._rec, t._epoch = x._rec, x._epoch     # the graph is gone: backward will say so
         return t
-    return _make(x._slot, shape, x._dt, rg, x._rec if rg else -1, fn if rg else None)
+    if not rg:
+        return _make(x._slot, shape, x._dt)
+    # a differentiable view: a slot of its own naming the same values (its own gradient), made
+    # by a copy record that is a no-op forward and hands the gradient to the base backward
+    s = TAPE.alias(x._slot)
+    rec = TAPE.record(OP_COPY, x._slot, NONE, s, shape, -1, DIFF | GA)
+    t = _make(s, shape, x._dt, True, rec, fn)
+    t._base = weakref.ref(x)
+    return t
 
 
 def _infer_shape(shape, n, op="view"):
@@ -516,6 +532,10 @@ def _check_inplace(t, other_rg=False):
     if _Mode.enabled and t._rg and t._fn is None:
         raise RuntimeError("a leaf Variable that requires grad is being used in an in-place "
                            "operation.")
+    base = t._base() if t._base is not None else None
+    if _Mode.enabled and base is not None and base._rg and base._fn is None:
+        raise RuntimeError("a view of a leaf Variable that requires grad is being used in an "
+                           "in-place operation.")
 
 
 def _setitem(x, idx, value):
@@ -684,6 +704,7 @@ class Tensor:
     _grad = None        # rarely set: class defaults keep the per-op path short
     _np = None          # the NumPy value of an integer/bool tensor
     _vt = True          # in-place writes bump the version counter (not through .data)
+    _base = None        # weak reference to the tensor a differentiable view was made from
     _src = None         # (comparison, slot a, slot b, value b, dtype) of a comparison result
                         # computed while tapegrad.compile records
     __hash__ = object.__hash__
@@ -891,16 +912,6 @@ class Tensor:
         owner = TAPE.owners.get(self._slot)
         if self._fn is None or owner is not None and owner() is self or TAPE.retain[self._slot]:
             return
-        if TAPE.leaf[self._slot]:
-            # a view of a leaf shares the leaf's slot and .grad bookkeeping: from now on this
-            # tensor names a copy of its own (later writes to it do not reach the leaf)
-            r = _record(OP_COPY, self._slot, NONE, self._shape, self._dt, True, self._fn,
-                        ga=True)
-            old, self._slot = self._slot, r._slot
-            TAPE.refs[r._slot] += 1
-            TAPE.release(old)
-            _repoint(self, r._rec, self._fn)
-            del r
         from .factory import zeros
         g = zeros(self._shape, dtype=self._dt)
         TAPE.retain[self._slot] = 1

@@ -286,3 +286,27 @@ def test_retain_grad_on_a_view_of_a_leaf():
     u.retain_grad()
     (u * 3).sum().backward()
     assert a.grad.tolist() == [3., 3.] and u.grad.tolist() == [[3.], [3.]]
+
+
+def test_gradient_of_a_view_whose_base_is_used_too():
+    a = tg.tensor([1., 2.], requires_grad=True)
+    v = a * 2
+    u = v.view(2, 1)
+    u.retain_grad()
+    ((u * 3).sum() + (v * 5).sum()).backward()
+    assert u.grad.tolist() == [[3.], [3.]] and a.grad.tolist() == [16., 16.]
+    v = a * 2
+    u = v.view(2, 1)
+    gv, gu = tg.autograd.grad(((u * 3).sum() + (v * 5).sum()), [v, u])
+    assert gv.tolist() == [8., 8.] and gu.tolist() == [[3.], [3.]]
+
+
+def test_inplace_write_through_a_view_reaches_the_base():
+    a = tg.tensor([1., 2.], requires_grad=True)
+    y = a * 1
+    y.view(2, 1).mul_(3)
+    assert y.tolist() == [3., 6.] and y.grad_fn.name() == "CopySlices"
+    (y * tg.tensor([1., 10.])).sum().backward()
+    assert a.grad.tolist() == [3., 30.]
+    with pytest.raises(RuntimeError, match="view of a leaf"):
+        a.view(2, 1).add_(1)

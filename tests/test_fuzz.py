@@ -959,16 +959,8 @@ def run_case(seed, dtname):
         pytest.fail(msg, pytrace=False)
 
 
-# Cases that take the gradient of a view (autograd.grad or retain_grad) while its base or
-# another view of the same storage is used too: views share their base's gradient storage, so
-# those gradients mix (a known limitation, see the README).
-VIEW_GRADIENTS = {3, 15, 40, 80, 235, 250, 272}
-
-
 @pytest.mark.parametrize("dtname", DTYPES)
-@pytest.mark.parametrize("seed", [pytest.param(s, marks=pytest.mark.xfail(
-    strict=True, reason="gradient w.r.t. a view whose base is used too")) if s in
-    VIEW_GRADIENTS else s for s in SEEDS])
+@pytest.mark.parametrize("seed", SEEDS)
 def test_fuzz(seed, dtname):
     run_case(seed, dtname)
 
