@@ -325,3 +325,33 @@ def test_run_rejects_bad_arguments():
         f.run(3, tg.zeros(4), tg.zeros(5), batch_size=2)
     with pytest.raises(ValueError):
         f.run(3, 1.0, batch_size=2)
+
+
+def test_compiled_training_matches_torch():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(3)
+    Xd, Yd = rng.standard_normal((16, 3)), rng.standard_normal((16, 2))
+    W0, b0 = rng.standard_normal((2, 3)) * 0.3, rng.standard_normal(2) * 0.3
+
+    def make(lib):
+        model = lib.nn.Linear(3, 2).double()
+        with lib.no_grad():
+            model.weight.copy_(lib.tensor(W0))
+            model.bias.copy_(lib.tensor(b0))
+        opt = lib.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True)
+        X, Y = lib.tensor(Xd), lib.tensor(Yd)
+
+        def step():
+            opt.zero_grad()
+            loss = lib.nn.functional.mse_loss(model(X), Y)
+            loss.backward()
+            opt.step()
+            return loss
+        return step, model
+    s_tg, m_tg = make(tg)
+    s_th, m_th = make(torch)
+    hist = tg.compile(s_tg).run(100)
+    ref = [s_th().item() for _ in range(100)]
+    np.testing.assert_allclose(hist, ref, rtol=1e-9)
+    np.testing.assert_allclose(m_tg.weight.detach().numpy(), m_th.weight.detach().numpy(),
+                               rtol=1e-9)
