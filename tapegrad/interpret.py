@@ -244,7 +244,7 @@ def run_reverse(R, start, seed, M, off, goff, size, dt, vid, leaf, retain, grad_
 # ---- replay programs (tapegrad.compile) ----
 # A program is an int64 array of rows [kind, p1, p2, p3, p4, p5]: runs of records and the
 # events the recording saw between them (backward seeds and passes, new .grad tensors, guards).
-P_FWD, P_SEED, P_SEEDSLOT, P_REV, P_TAKE, P_CMP, P_VALUE, P_COPY = range(8)
+P_FWD, P_SEED, P_SEEDSLOT, P_REV, P_TAKE, P_CMP, P_VALUE, P_COPY, P_BWD, P_ZERO, P_ACC = range(11)
 CMP_EQ, CMP_NE, CMP_LT, CMP_LE, CMP_GT, CMP_GE = range(6)
 
 
@@ -335,6 +335,18 @@ def run_program(P, R, M, off, goff, size, dt, vid, ver, F32, C32, G32, F64, C64,
                 return j
         elif kind == P_COPY and p2 >= 0:
             _copy_slot(F32, F64, off, size, dt, p1, p2)
+        elif kind == P_BWD:                     # a backward pass, scheduled when recorded
+            op, a, b, out, aux, flags = R[p1, 0], R[p1, 1], R[p1, 2], R[p1, 3], R[p1, 4], R[p1, 5]
+            if op == OP_CAST:
+                _reverse_cast(a, out, flags, goff, size, dt, G32, C32, G64, C64)
+            elif dt[out] == 0:
+                reverse_record(op, a, b, out, aux, flags, M, F32, C32, G32, off, goff, size)
+            else:
+                reverse_record(op, a, b, out, aux, flags, M, F64, C64, G64, off, goff, size)
+        elif kind == P_ZERO:
+            _zero(G32, G64, goff, size, dt, p1)
+        elif kind == P_ACC:
+            _accumulate(p1, p2, off, goff, size, dt, G32, G64, F32, F64)
     return -1
 
 
