@@ -50,7 +50,7 @@ class Tape:
         self.free = {}                              # (dtype code, size) -> free slot ids
         self.deferred = []                          # freed while records may refer to them
         self.flagged = set()                        # slots with leaf/retain/grad_of set
-        self.aliased = set()                        # slots made by alias()
+        self.aliased = {}                           # slot made by alias() -> its base slot
         self.owners = {}                            # slot -> weakref of the tensor owning .grad
         self.rows = []                              # records not yet synced, NF ints each
         self.shapes = []                            # output shape of each record (dump only)
@@ -83,7 +83,7 @@ class Tape:
         if o + n > len(self.F[dt]):
             self.F[dt] = _grown(self.F[dt], o + n)
             self.gen += 1
-            self.G[dt] = np.zeros(len(self.F[dt]), NP_FLOATS[dt])   # all zero between calls
+            self.G[dt] = _grown(self.G[dt], len(self.F[dt]))   # keeps gradients in flight
         self.top[dt] = o + n
         self.off[s] = self.goff[s] = o
         self.vid[s] = s
@@ -115,12 +115,13 @@ class Tape:
         s = self.alloc(dt, n)
         self.off[s] = self.off[base]
         self.vid[s] = self.vid[base]
-        self.aliased.add(s)
+        self.aliased[s] = base
+        self.refs[base] += 1                # the values live in base's block: keep it
         return s
 
     def _free(self, s):
-        if s in self.aliased:
-            self.aliased.discard(s)
+        base = self.aliased.pop(s, None)
+        if base is not None:
             self.off[s] = self.goff[s]
             self.vid[s] = s
         if s in self.flagged:
@@ -129,6 +130,8 @@ class Tape:
             self.grad_of[s] = -1
             self.owners.pop(s, None)
         self.free.setdefault(self.key[s], []).append(s)
+        if base is not None:
+            self.release(base)
 
     def set_leaf(self, s, tensor, flag):
         self.leaf[s] = flag
@@ -260,7 +263,7 @@ class Tape:
         self.n_live = 0
         self.epoch += 1
         refs, flagged, free, key = self.refs, self.flagged, self.free, self.key
-        for s in self.deferred:
+        for s in dict.fromkeys(self.deferred):     # a slot may be deferred twice
             if refs[s] == 0:
                 if s in flagged or s in self.aliased:
                     self._free(s)
@@ -357,13 +360,12 @@ class Tape:
         if self.n_live == 0:
             self.reset()
             return
-        keep = []
-        for s in self.deferred:
+        pending, self.deferred = self.deferred, []
+        for s in dict.fromkeys(pending):           # a slot may be deferred twice
             if s in used:
-                keep.append(s)
+                self.deferred.append(s)
             elif self.refs[s] == 0:
-                self._free(s)
-        self.deferred = keep
+                self._free(s)                       # (a view's base may be deferred now)
         self.gc_at = 2 * self.n
 
     def take_grad(self, s):

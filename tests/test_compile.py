@@ -355,3 +355,15 @@ def test_compiled_training_matches_torch():
     np.testing.assert_allclose(hist, ref, rtol=1e-9)
     np.testing.assert_allclose(m_tg.weight.detach().numpy(), m_th.weight.detach().numpy(),
                                rtol=1e-9)
+
+
+def test_spliced_results_free_their_slots_once():
+    from tapegrad.tape import TAPE
+    m = tg.compile(lambda x, w: (x @ w).tanh())
+    w = tg.tensor(np.ones((3, 2)), requires_grad=True)
+    for k in range(6):
+        m(tg.tensor(np.full((4, 3), float(k))), w).sum().backward()
+    TAPE.flush()
+    free = [s for lst in TAPE.free.values() for s in lst]
+    assert len(free) == len(set(free))                  # no slot handed out twice
+    assert all(TAPE.refs[s] == 0 for s in free)

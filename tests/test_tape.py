@@ -98,3 +98,15 @@ def test_every_opcode_is_interpreted(op):
     assert op.code in codes
     out.sum().backward()
     assert all(x.grad is not None for x in xs)
+
+
+def test_arena_growth_during_backward_keeps_gradients():
+    from tapegrad.tape import TAPE
+    a = tg.ones(1237, requires_grad=True)           # a size no free slot has
+    loss = a.sum() * 2
+    TAPE.flush()
+    size = len(TAPE.F[0])
+    filler = tg.zeros(size - TAPE.top[0])           # the arena is now full
+    loss.backward()                                 # a's new .grad needs more room
+    assert len(TAPE.F[0]) > size and filler.numel() >= 0
+    assert a.grad.tolist() == [2.0] * 1237
