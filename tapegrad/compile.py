@@ -133,6 +133,65 @@ def live(value, get, desc):
     return _num(value, lambda args: get(), desc)
 
 
+class _ReadFloat(float):
+    """A float read from a tensor while a function records (`loss.item()`). Comparing it with a
+    number guards the outcome (checked again in every replay); printing it guards nothing;
+    any other use (arithmetic, bool, int, float()) guards its exact value."""
+
+    def _plain(self):
+        return float.__float__(self)
+
+    def _frozen(self):
+        rec = TAPE.rec
+        if rec is not None and not self.__dict__.get("_guarded"):
+            self._guarded = True
+            rec.read(self._slot)
+        return self._plain()
+
+    def _compare(self, other, code, fn):
+        rec = TAPE.rec
+        if rec is None or not isinstance(other, (int, float)) or isinstance(other, bool):
+            return fn(self._frozen(), other)
+        b = other._plain() if isinstance(other, (_Live, _ReadFloat)) else other
+        res = fn(self._plain(), b)
+        if isinstance(other, _ReadFloat):
+            src = (code, self._slot, other._slot, 0.0, self._dt)
+        else:
+            if isinstance(other, _Live):
+                other._frozen()
+            src = (code, self._slot, -1, float(np.asarray(b, self._dt.np)), self._dt)
+        probe = type("probe", (), {})()
+        probe._src, probe._np = src, np.array([res])
+        rec.read_compare(probe)
+        return res
+
+    __lt__ = lambda self, o: self._compare(o, CMP_LT, float.__lt__)
+    __le__ = lambda self, o: self._compare(o, CMP_LE, float.__le__)
+    __gt__ = lambda self, o: self._compare(o, CMP_GT, float.__gt__)
+    __ge__ = lambda self, o: self._compare(o, CMP_GE, float.__ge__)
+    __eq__ = lambda self, o: self._compare(o, CMP_EQ, float.__eq__)
+    __ne__ = lambda self, o: self._compare(o, CMP_NE, float.__ne__)
+    __repr__ = lambda self: repr(self._plain())
+    __str__ = lambda self: str(self._plain())
+    __format__ = lambda self, spec: format(self._plain(), spec)
+    __reduce__ = lambda self: (float, (self._plain(),))
+
+
+def _frozen_float(name):
+    def method(self, *args):
+        args = [a._frozen() if isinstance(a, _ReadFloat) else a for a in args]
+        return getattr(float, name)(self._frozen(), *args)
+    return method
+
+
+for _name in ("__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__",
+              "__truediv__", "__rtruediv__", "__floordiv__", "__rfloordiv__", "__mod__",
+              "__rmod__", "__pow__", "__rpow__", "__neg__", "__pos__", "__abs__", "__bool__",
+              "__int__", "__float__", "__round__", "__trunc__", "__floor__", "__ceil__",
+              "__hash__", "__divmod__", "__rdivmod__", "is_integer", "as_integer_ratio", "hex"):
+    setattr(_ReadFloat, _name, _frozen_float(_name))
+
+
 # ---- recording ----
 class Recorder:
     """Collects the events of one recording; installed as TAPE.rec while fn runs."""
@@ -174,6 +233,14 @@ class Recorder:
         rhs = repr(bval) if b < 0 else f"s{b}"
         self._event(P_CMP, op, a, b, vi, int(res),
                     desc=f"s{a} {CMP_TEXT[op]} {rhs} was {res} at {_where()}")
+
+    def read_number(self, t):
+        """t.item() of a float tensor: a number that guards its uses, not its value."""
+        with Quiet():
+            v = t._value().reshape(-1)[0].item()
+        x = _ReadFloat(v)
+        x._slot, x._dt = t._slot, t._dt
+        return x
 
     def read_sources(self, t):
         """Any other use of a comparison result: guard the values it was computed from."""
@@ -706,6 +773,9 @@ class Compiled:
             return _make(next(results), shape, dt, rg, -1, fn)
         if kind == "arg":
             return args[o[1]]
+        if kind == "item":
+            with Quiet():
+                return float(TAPE.value(int(remap[o[1]]) if remap is not None else o[1])[0])
         if kind == "seq":
             return o[1](self._outputs(x, args, remap, n0, results) for x in o[2])
         return o[1]
@@ -724,6 +794,8 @@ class Compiled:
             return ("seq", type(r), [self._describe(x, args, pre) for x in r])
         if isinstance(r, _Live):
             raise Stale("it returns a Python number computed from its arguments")
+        if isinstance(r, _ReadFloat):
+            return ("item", r._slot)
         if r is None or isinstance(r, (int, float, str, bool)):
             return ("const", r)
         raise Stale(f"it returns a {type(r).__name__}")

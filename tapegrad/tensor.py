@@ -756,9 +756,12 @@ class Tensor:
         n = _prod(self._shape)
         if n != 1:
             raise RuntimeError(f"a Tensor with {n} elements cannot be converted to Scalar")
-        if self._src is not None and TAPE.rec is not None:
-            TAPE.rec.read_compare(self)         # guard the comparison, not the values
-            return self._np.reshape(-1)[0].item()
+        if TAPE.rec is not None:
+            if self._src is not None:
+                TAPE.rec.read_compare(self)     # guard the comparison, not the values
+                return self._np.reshape(-1)[0].item()
+            if self._slot >= 0:                 # guarded by how Python uses the number
+                return TAPE.rec.read_number(self)
         return self._value().reshape(-1)[0].item()
 
     def __float__(self):

@@ -255,7 +255,7 @@ def test_impure_function_runs_eagerly():
 
 
 def test_too_many_paths_warns_and_runs_eagerly():
-    f = tg.compile(lambda x: x * 2 if x.item() > 0 else x * 3, max_paths=3)
+    f = tg.compile(lambda x: x * 2 if float(x) > 0 else x * 3, max_paths=3)   # value guard
     with warnings.catch_warnings(record=True) as w:
         warnings.simplefilter("always")
         for v in range(1, 8):
@@ -367,3 +367,23 @@ def test_spliced_results_free_their_slots_once():
     free = [s for lst in TAPE.free.values() for s in lst]
     assert len(free) == len(set(free))                  # no slot handed out twice
     assert all(TAPE.refs[s] == 0 for s in free)
+
+
+def test_item_guards_its_uses_not_its_value():
+    X, Y = tg.tensor(X3), tg.tensor(Y3)
+    W1, s1 = _regression()
+    W2, s2 = _regression()
+    seen = []
+
+    def step(X, Y):
+        loss = s1(X, Y, 0.1)
+        v = loss.item()
+        seen.append(f"{v:.3f}")                 # printing: no guard
+        return v if v > 1e-3 else -1.0          # a comparison: guarded by its outcome
+    c = tg.compile(step)
+    for k in range(5):
+        _close(c(X, Y), s2(X, Y, 0.1).item())
+    assert c.n_records == 2 and len(seen) == 2      # replays did not record again
+    f = tg.compile(lambda x: x * x.sum().item())    # arithmetic: guarded by the value
+    assert f(tg.tensor([1.0, 2.0])).tolist() == [3.0, 6.0]
+    assert f(tg.tensor([2.0, 2.0])).tolist() == [8.0, 8.0]
