@@ -1304,8 +1304,10 @@ class Tensor:
         if len(self._shape) > 2:
             raise RuntimeError(f"t() expects a tensor with <= 2 dimensions, but self is "
                                f"{len(self._shape)}D")
-        r = self.transpose(0, 1) if len(self._shape) == 2 else self
-        if r is not self and r._fn is not None:
+        if len(self._shape) < 2:
+            return _alias(self, self._shape, "TBackward0")     # a view, as in PyTorch
+        r = self.transpose(0, 1)
+        if r._fn is not None:
             r._fn = "TBackward0"
         return r
 

@@ -310,3 +310,11 @@ def test_inplace_write_through_a_view_reaches_the_base():
     assert a.grad.tolist() == [3., 30.]
     with pytest.raises(RuntimeError, match="view of a leaf"):
         a.view(2, 1).add_(1)
+
+
+def test_t_of_a_vector_is_a_view():
+    a = tg.tensor([1., 2.], requires_grad=True)
+    b = a.t()
+    assert b is not a and not b.is_leaf and b.grad_fn.name() == "TBackward0"
+    (b * 3).sum().backward()
+    assert a.grad.tolist() == [3., 3.]
