@@ -6,10 +6,10 @@ arenas with the same offsets as the value arenas; they are all zero between back
 """
 import numpy as np
 
-from .kernels import (binary_loop_bwd, binary_loop_fwd, copy_bwd, copy_fwd, fill_fwd, index_bwd,
-                      index_fwd, jit, matmul_bwd, matmul_fwd, reduce_bwd, reduce_fwd, rule,
-                      setstrided_bwd, setstrided_fwd, strided_bwd, strided_fwd, unary_loop_bwd,
-                      unary_loop_fwd)
+from .kernels import (binary_flat_bwd, binary_flat_fwd, binary_loop_bwd, binary_loop_fwd,
+                      copy_bwd, copy_fwd, fill_fwd, index_bwd, index_fwd, jit, matmul_bwd,
+                      matmul_fwd, reduce_bwd, reduce_fwd, rule, setstrided_bwd, setstrided_fwd,
+                      strided_bwd, strided_fwd, unary_loop_bwd, unary_loop_fwd)
 from .ops import (DIFF, FREED, GA, GB, LAST_BINARY, LAST_REDUCE, LAST_UNARY, OP_CAST, OP_COPY,
                   OP_FILL, OP_INDEX, OP_MATMUL, OP_SETSTRIDED, OP_STRIDED, SAVE_A, SAVE_B,
                   SAVE_OUT)
@@ -35,14 +35,29 @@ def _params(C, aux):
     return p, q
 
 
+@rule
+def _operand(F, C, off, size, s, n):
+    """(array, offset, stride) of an elementwise operand: a slot, or an immediate in C."""
+    if s >= 0:
+        return F, off[s], 1 if size[s] == n else 0
+    return C, -s - 1, 0
+
+
 @jit
 def forward_record(op, a, b, out, aux, M, F, C, off, size):
-    A = view(F, C, off, size, a)
-    O = view(F, C, off, size, out)
+    n = size[out]
     if op <= LAST_UNARY:
         p, q = _params(C, aux)
-        unary_loop_fwd(op, A, O, p, q)
-    elif op <= LAST_BINARY:
+        unary_loop_fwd(op, F, off[a], off[out], n, p, q)
+        return
+    if op <= LAST_BINARY and aux < 0:
+        XA, oa, sa = _operand(F, C, off, size, a, n)
+        XB, ob, sb = _operand(F, C, off, size, b, n)
+        binary_flat_fwd(op, XA, oa, sa, XB, ob, sb, F, off[out], n)
+        return
+    A = view(F, C, off, size, a)
+    O = view(F, C, off, size, out)
+    if op <= LAST_BINARY:
         binary_loop_fwd(op, A, view(F, C, off, size, b), O, M, aux)
     elif op <= LAST_REDUCE:
         reduce_fwd(op, A, O, M, aux)
@@ -62,15 +77,24 @@ def forward_record(op, a, b, out, aux, M, F, C, off, size):
 
 @jit
 def reverse_record(op, a, b, out, aux, flags, M, F, C, G, off, goff, size):
+    n = size[out]
+    ga = (flags & GA) != 0
+    if op <= LAST_UNARY:
+        p, q = _params(C, aux)
+        unary_loop_bwd(op, F, G, off[a], goff[a], off[out], goff[out], n, p, q)
+        return
+    if op <= LAST_BINARY and aux < 0:
+        XA, oa, sa = _operand(F, C, off, size, a, n)
+        XB, ob, sb = _operand(F, C, off, size, b, n)
+        binary_flat_bwd(op, XA, oa, sa, XB, ob, sb, F, G, off[out], goff[out],
+                        goff[a] if a >= 0 else 0, goff[b] if b >= 0 else 0, n, ga,
+                        (flags & GB) != 0)
+        return
     A = view(F, C, off, size, a)
     GA_ = view(G, C, goff, size, a)
     O = view(F, C, off, size, out)
     GO = view(G, C, goff, size, out)
-    ga = (flags & GA) != 0
-    if op <= LAST_UNARY:
-        p, q = _params(C, aux)
-        unary_loop_bwd(op, A, O, GA_, GO, p, q)
-    elif op <= LAST_BINARY:
+    if op <= LAST_BINARY:
         binary_loop_bwd(op, A, view(F, C, off, size, b), O, GA_, view(G, C, goff, size, b), GO,
                         M, aux, ga, (flags & GB) != 0)
     elif op <= LAST_REDUCE:

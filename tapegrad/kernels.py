@@ -353,18 +353,39 @@ def _advance(idx, shape, s1, s2, i1, i2):
     return i1, i2
 
 
+# The elementwise loops without broadcasting index the arenas by offset (a slice per operand
+# costs more than the loop itself on small tensors). An operand is (array, offset, stride):
+# a slot of the arena, or an immediate in C (stride 0), or a size-1 slot (stride 0).
 @jit
-def unary_loop_fwd(op, X, O, p, q):
-    for i in range(O.size):
-        O[i] = unary_fwd(op, X[i], p, q)
+def unary_loop_fwd(op, F, xo, oo, n, p, q):
+    for i in range(n):
+        F[oo + i] = unary_fwd(op, F[xo + i], p, q)
 
 
 @jit
-def unary_loop_bwd(op, X, O, GX, GO, p, q):
-    for i in range(O.size):
-        g = GO[i]
-        GO[i] = 0
-        GX[i] += g * unary_bwd(op, X[i], O[i], p, q)
+def unary_loop_bwd(op, F, G, xo, gx, oo, go, n, p, q):
+    for i in range(n):
+        g = G[go + i]
+        G[go + i] = 0
+        G[gx + i] += g * unary_bwd(op, F[xo + i], F[oo + i], p, q)
+
+
+@jit
+def binary_flat_fwd(op, XA, oa, sa, XB, ob, sb, F, oo, n):
+    for i in range(n):
+        F[oo + i] = binary_fwd(op, XA[oa + i * sa], XB[ob + i * sb])
+
+
+@jit
+def binary_flat_bwd(op, XA, oa, sa, XB, ob, sb, F, G, oo, go, gxa, gxb, n, ga, gb):
+    for i in range(n):
+        g = G[go + i]
+        G[go + i] = 0
+        da, db = binary_bwd(op, XA[oa + i * sa], XB[ob + i * sb], F[oo + i])
+        if ga:
+            G[gxa + i * sa] += g * da           # stride 0: a size-1 operand sums
+        if gb:
+            G[gxb + i * sb] += g * db
 
 
 @rule
