@@ -589,10 +589,13 @@ class Compiled:
         return functools.partial(self.__call__, obj)
 
     # ---- calling ----
-    def __call__(self, *args):
+    def __call__(self, *args, **kwargs):
         self.calls += 1
-        if self.eager or TAPE.rec is not None:
-            return self.fn(*args)
+        if self.eager or TAPE.rec is not None or kwargs:
+            if kwargs and not self.eager and TAPE.rec is None:
+                self.log.append(f"call {self.calls}: keyword arguments -> ran eagerly (pass "
+                                f"them positionally to record and replay)")
+            return self.fn(*args, **kwargs)
         TAPE.flush()
         sig = tuple(_arg_key(a) for a in args)
         reasons = []

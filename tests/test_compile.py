@@ -387,3 +387,9 @@ def test_item_guards_its_uses_not_its_value():
     f = tg.compile(lambda x: x * x.sum().item())    # arithmetic: guarded by the value
     assert f(tg.tensor([1.0, 2.0])).tolist() == [3.0, 6.0]
     assert f(tg.tensor([2.0, 2.0])).tolist() == [8.0, 8.0]
+
+
+def test_keyword_arguments_run_eagerly():
+    f = tg.compile(lambda x, scale=2.0: x * scale)
+    assert f(tg.tensor([1.0]), scale=3.0).item() == 3.0
+    assert f(tg.tensor([1.0])).item() == 2.0 and "keyword" in f.explain()
