@@ -14,8 +14,8 @@ from functools import partial
 import numba
 import numpy as np
 
-from .ops import (OP_ABS, OP_ADD, OP_CLAMP, OP_COS, OP_DIV, OP_EXP, OP_LOG, OP_MAX, OP_MAXIMUM,
-                  OP_MEAN, OP_MIN, OP_MINIMUM, OP_MUL, OP_NEG, OP_NORM, OP_POW, OP_RELU,
+from .ops import (OP_ABS, OP_ADD, OP_COS, OP_DIV, OP_EXP, OP_LOG, OP_MAX, OP_MAXIMUM,
+                  OP_MEAN, OP_MIN, OP_MUL, OP_NEG, OP_NORM, OP_POW, OP_RELU,
                   OP_ROUND, OP_SIGMOID, OP_SIN, OP_SQRT, OP_SUB, OP_SUM, OP_TANH)
 
 jit = partial(numba.njit, cache=True, nogil=True)     # the one place that sets njit options

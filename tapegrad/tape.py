@@ -14,7 +14,7 @@ import weakref
 
 import numpy as np
 
-from .interpret import CHECK, FREE, GRAPH_FREED, VERSION_CHANGED, run_forward, run_reverse
+from .interpret import CHECK, FREE, GRAPH_FREED, run_forward, run_reverse
 from .ops import DIFF, FREED, GA, GB, NF, OP_SETSTRIDED, OPS
 
 NP_FLOATS = (np.float32, np.float64)
@@ -292,8 +292,8 @@ class Tape:
             self.rec.backward(rec, seed, grad, grad_slot, grad_of, retain)
         status, bad, n_freed, reached = run_reverse(
             self.R, rec, seed, self.M, self.off, self.goff, self.size, self.dt, self.vid,
-            self.leaf, retain, grad_of, self.ver, self.F[0], self.C[0], self.G[0], self.F[1], self.C[1], self.G[1],
-            self.needs, CHECK | (0 if retain_graph else FREE))
+            self.leaf, retain, grad_of, self.ver, self.F[0], self.C[0], self.G[0], self.F[1],
+            self.C[1], self.G[1], self.needs, CHECK | (0 if retain_graph else FREE))
         self.n_live -= n_freed
         if status:
             for G in self.G:

@@ -1,5 +1,4 @@
 """PyTorch's eager autograd semantics."""
-import numpy as np
 import pytest
 
 import tapegrad as tg
