@@ -351,13 +351,6 @@ class Path:
             self.row_desc.append(None)
         self.P = np.array(rows, np.int64).reshape(-1, 6)
         self.V = np.concatenate(rec.V) if rec.V else np.zeros(1)
-        ns = T.nslots
-        k = max(len(rec.snaps), 1)
-        self.SL = np.zeros((k, ns), np.int8)
-        self.SR = np.zeros((k, ns), np.int8)
-        self.SG = np.full((k, ns), -1, np.int64)
-        for i, (lf, rt, go) in enumerate(rec.snaps):
-            self.SL[i, :len(lf)], self.SR[i, :len(rt)], self.SG[i, :len(go)] = lf, rt, go
         self.consts = rec.consts
         self.pyguards = rec.pyguards
         self.live = False               # its result requires grad: replays splice it
@@ -406,9 +399,8 @@ class Path:
         """The arguments of run_program for this path (rebuilt when the tape reallocates)."""
         T = TAPE
         if self._gen != T.gen:
-            self._args = (self.P, self.R, self.M, T.off, T.goff, T.size, T.dt, T.vid, T.ver,
-                          T.F[0], self.C[0], T.G[0], T.F[1], self.C[1], T.G[1], T.needs,
-                          self.V, self.SL, self.SR, self.SG)
+            self._args = (self.P, self.R, self.M, T.off, T.goff, T.size, T.dt, T.F[0],
+                          self.C[0], T.G[0], T.F[1], self.C[1], T.G[1], self.V)
             self._gen = T.gen
         return self._args
 
@@ -753,9 +745,8 @@ class Compiled:
             for c in cols:
                 if P[j, c] >= 0:
                     P[j, c] = remap[P[j, c]]
-        j = run_program(P, T.R, T.M, T.off, T.goff, T.size, T.dt, T.vid, T.ver, T.F[0], T.C[0],
-                        T.G[0], T.F[1], T.C[1], T.G[1], T.needs, path.V, path.SL, path.SR,
-                        path.SG)
+        j = run_program(P, T.R, T.M, T.off, T.goff, T.size, T.dt, T.F[0], T.C[0], T.G[0],
+                        T.F[1], T.C[1], T.G[1], path.V)
         if j >= 0:
             T.truncate(n0, m0, c0)
         for g in fresh:
@@ -1027,8 +1018,7 @@ class Compiled:
         try:
             done, j = run_steps(m, out[1] if out[0] == "T" else -1, hist, path.carry, gather,
                                 idx, path.P, path.R, path.M, T.off, T.goff, T.size, T.dt,
-                                T.vid, T.ver, T.F[0], path.C[0], T.G[0], T.F[1], path.C[1],
-                                T.G[1], T.needs, path.V, path.SL, path.SR, path.SG)
+                                T.F[0], path.C[0], T.G[0], T.F[1], path.C[1], T.G[1], path.V)
         finally:
             for s, o in rebound:
                 T.off[s] = o

@@ -267,7 +267,9 @@ def run_reverse(R, start, seed, M, off, goff, size, dt, vid, leaf, retain, grad_
 
 # ---- replay programs (tapegrad.compile) ----
 # A program is an int64 array of rows [kind, p1, p2, p3, p4, p5]: runs of records and the
-# events the recording saw between them (backward seeds and passes, new .grad tensors, guards).
+# events the recording saw between them (backward seeds, the steps of each backward pass as
+# scheduled when recorded, new .grad tensors, guards, result copies). P_REV names a backward
+# pass in a recording; programs hold its unrolled P_BWD / P_ZERO / P_ACC rows instead.
 P_FWD, P_SEED, P_SEEDSLOT, P_REV, P_TAKE, P_CMP, P_VALUE, P_COPY, P_BWD, P_ZERO, P_ACC = range(11)
 CMP_EQ, CMP_NE, CMP_LT, CMP_LE, CMP_GT, CMP_GE = range(6)
 
@@ -313,8 +315,7 @@ def _copy_slot(F32, F64, off, size, dt, src, dst):
 
 
 @jit
-def run_program(P, R, M, off, goff, size, dt, vid, ver, F32, C32, G32, F64, C64, G64, needs, V,
-                SL, SR, SG):
+def run_program(P, R, M, off, goff, size, dt, F32, C32, G32, F64, C64, G64, V):
     """Run a recorded program; return -1, or the row of the first guard that fails."""
     for j in range(P.shape[0]):
         kind, p1, p2, p3, p4, p5 = P[j, 0], P[j, 1], P[j, 2], P[j, 3], P[j, 4], P[j, 5]
@@ -334,9 +335,6 @@ def run_program(P, R, M, off, goff, size, dt, vid, ver, F32, C32, G32, F64, C64,
                     G32[o + k] = F32[og + k] if dt[p2] == 0 else F64[og + k]
                 else:
                     G64[o + k] = F32[og + k] if dt[p2] == 0 else F64[og + k]
-        elif kind == P_REV:
-            run_reverse(R, p1, p2, M, off, goff, size, dt, vid, SL[p3], SR[p3], SG[p3], ver,
-                        F32, C32, G32, F64, C64, G64, needs, 0)
         elif kind == P_TAKE:
             o, og, n = goff[p1], off[p2], size[p1]
             if dt[p1] == 0:
@@ -375,8 +373,8 @@ def run_program(P, R, M, off, goff, size, dt, vid, ver, F32, C32, G32, F64, C64,
 
 
 @jit
-def run_steps(n, out, hist, carry, gather, idx, P, R, M, off, goff, size, dt, vid, ver, F32, C32,
-              G32, F64, C64, G64, needs, V, SL, SR, SG):
+def run_steps(n, out, hist, carry, gather, idx, P, R, M, off, goff, size, dt, F32, C32, G32, F64,
+              C64, G64, V):
     """Run a program n times, keeping the first value of slot `out` after each in hist.
 
     `carry` rows (src, dst) copy a step's final state into the slots the next step reads.
@@ -394,8 +392,7 @@ def run_steps(n, out, hist, carry, gather, idx, P, R, M, off, goff, size, dt, vi
                     F32[od:od + w] = F32[o:o + w]
                 else:
                     F64[od:od + w] = F64[o:o + w]
-        j = run_program(P, R, M, off, goff, size, dt, vid, ver, F32, C32, G32, F64, C64, G64,
-                        needs, V, SL, SR, SG)
+        j = run_program(P, R, M, off, goff, size, dt, F32, C32, G32, F64, C64, G64, V)
         if j >= 0:
             return step, j
         if out >= 0:
