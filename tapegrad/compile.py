@@ -344,9 +344,9 @@ class Path:
         if n > last or not rows:
             rows.append((P_FWD, last, n, 0, 0, 0))
             self.row_desc.append(None)
-        self.out_rows = []              # P_COPY rows: each call copies a result to a new slot
+        self.out_keys = []              # P_COPY rows: each call copies a result to a new slot
         for o in _tensor_outputs(outputs):
-            self.out_rows.append(len(rows))
+            self.out_keys.append((len(rows), T.key[o[1]]))
             rows.append((P_COPY, o[1], -1, 0, 0, 0))
             self.row_desc.append(None)
         self.P = np.array(rows, np.int64).reshape(-1, 6)
@@ -588,8 +588,9 @@ class Compiled:
                 self.log.append(f"call {self.calls}: keyword arguments -> ran eagerly (pass "
                                 f"them positionally to record and replay)")
             return self.fn(*args, **kwargs)
-        TAPE.flush()
-        sig = tuple(_arg_key(a) for a in args)
+        if TAPE.done != TAPE.n:
+            TAPE.flush()
+        sig = tuple(map(_arg_key, args))
         reasons = []
         for path in self.paths.get(sig, ()):
             try:
@@ -665,11 +666,12 @@ class Compiled:
         if path.live:
             return self._splice(path, args)
         rebound = self._prepare(path, args)
-        saved = [(s, TAPE.value(s).copy()) for s in path.snapshot]
+        saved = [(s, TAPE.value(s).copy()) for s in path.snapshot] if path.snapshot else ()
         P, T = path.P, TAPE
         results = []
-        for r in path.out_rows:
-            g = T.alloc(*T.key[P[r, 1]])
+        for r, key in path.out_keys:
+            free = T.free.get(key)
+            g = free.pop() if free else T.alloc(*key)
             P[r, 2] = g
             results.append(g)
         try:
@@ -677,7 +679,7 @@ class Compiled:
         finally:
             for s, o in rebound:
                 T.off[s] = o
-            for r in path.out_rows:
+            for r, _ in path.out_keys:
                 P[r, 2] = -1
         if j >= 0:
             for g in results:
