@@ -105,7 +105,7 @@ def _install(cls):
                  "__abs__", "__hash__", "__divmod__", "__rdivmod__", "is_integer"):
         if hasattr(cls.__mro__[2], name):
             setattr(cls, name, _frozen_method(name))
-    cls.__float__ = lambda self: float(self._plain())
+    cls.__float__ = lambda self: float(self._frozen())     # float(lr) leaves the tape's view
     cls.__repr__ = lambda self: repr(self._plain())
     cls.__str__ = lambda self: str(self._plain())
     cls.__format__ = lambda self, spec: format(self._plain(), spec)
@@ -264,6 +264,8 @@ class Recorder:
     def bind_const(self, dt, k, v):
         if isinstance(v, _Live):
             self.consts.append((dt, k, v._get, v._desc))
+        elif isinstance(v, _ReadFloat):
+            v._frozen()                         # a value read from a tensor, now a constant
 
     def python_guard(self, text, get, expected):
         self.pyguards.append((f"{text} (at {_where()})", get, expected))

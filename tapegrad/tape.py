@@ -156,8 +156,11 @@ class Tape:
     def const(self, dt, v):
         """The slot id naming immediate v (a Python number) cast to dtype code dt."""
         c = self.consts[dt]
-        if self.rec is not None and type(v) is not float:
-            self.rec.bind_const(dt, len(c) + self.nconst[dt], v)
+        if type(v) is not float:
+            if self.rec is not None:
+                self.rec.bind_const(dt, len(c) + self.nconst[dt], v)
+            plain = getattr(v, "_plain", None)     # a compile input: its value, no guard
+            v = plain() if plain is not None else v
         c.append(float(v))
         return -len(c) - self.nconst[dt]
 

@@ -393,3 +393,12 @@ def test_keyword_arguments_run_eagerly():
     f = tg.compile(lambda x, scale=2.0: x * scale)
     assert f(tg.tensor([1.0]), scale=3.0).item() == 3.0
     assert f(tg.tensor([1.0])).item() == 2.0 and "keyword" in f.explain()
+
+
+def test_numbers_that_leave_the_tape_are_guarded():
+    f = tg.compile(lambda x, lr: x * float(lr))         # float(): a Python value now
+    x = tg.tensor([1.0, 2.0])
+    assert f(x, 2.0).tolist() == [2.0, 4.0] and f(x, 3.0).tolist() == [3.0, 6.0]
+    g = tg.compile(lambda x: x * x.sum().item())         # an .item() used as a constant
+    assert g(tg.tensor([1.0, 2.0])).tolist() == [3.0, 6.0]
+    assert g(tg.tensor([1.0, 3.0])).tolist() == [4.0, 12.0]
