@@ -818,6 +818,7 @@ class Compiled:
                             f"is still alive")
             return self.fn(*args)
         rec = Recorder()
+        rec.pyguards.extend(_python_numbers(self.fn))
         wrapped, inputs = [], []
         for i, a in enumerate(args):
             if isinstance(a, Tensor):
@@ -1052,6 +1053,34 @@ def _tensor_outputs(o):
     if o[0] == "seq":
         return [t for x in o[2] for t in _tensor_outputs(x)]
     return []
+
+
+def _python_numbers(fn):
+    """Guards on the Python numbers fn reads from its closure and globals (a changed `lr = ...`
+    between calls records again instead of replaying the old value)."""
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return []
+    out = []
+    for name, cell in zip(code.co_freevars, getattr(fn, "__closure__", None) or ()):
+        try:
+            v = cell.cell_contents
+        except ValueError:
+            continue
+        if isinstance(v, (int, float)) and not isinstance(v, _Live):
+            out.append((f"closure variable {name} == {v!r}",
+                        lambda args, c=cell: c.cell_contents, v))
+    names, stack = set(), [code]
+    while stack:
+        c = stack.pop()
+        names.update(c.co_names)
+        stack.extend(k for k in c.co_consts if hasattr(k, "co_names"))
+    g = getattr(fn, "__globals__", {})
+    for name in sorted(names):
+        v = g.get(name)
+        if isinstance(v, (int, float)) and not isinstance(v, _Live):
+            out.append((f"global {name} == {v!r}", lambda args, n=name: g.get(n), v))
+    return out
 
 
 def _closure_tensors(fn):

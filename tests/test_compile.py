@@ -402,3 +402,22 @@ def test_numbers_that_leave_the_tape_are_guarded():
     g = tg.compile(lambda x: x * x.sum().item())         # an .item() used as a constant
     assert g(tg.tensor([1.0, 2.0])).tolist() == [3.0, 6.0]
     assert g(tg.tensor([1.0, 3.0])).tolist() == [4.0, 12.0]
+
+
+LR = 0.5
+
+
+def test_python_numbers_in_closure_and_globals_are_guarded():
+    global LR
+    scale = 2.0
+    f = tg.compile(lambda x: x * scale * LR)
+    x = tg.tensor([1.0, 2.0])
+    assert f(x).tolist() == [1.0, 2.0]
+    scale = 3.0
+    assert f(x).tolist() == [1.5, 3.0]
+    LR = 1.0
+    try:
+        assert f(x).tolist() == [3.0, 6.0]
+        assert "global LR" in f.explain() and "closure variable scale" in f.explain()
+    finally:
+        LR = 0.5
