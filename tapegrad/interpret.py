@@ -158,6 +158,18 @@ def _accumulate(src, dst, off, goff, size, dt, G32, G64, F32, F64):
 
 
 @rule
+def _reverse_one(R, i, M, off, goff, size, dt, F32, C32, G32, F64, C64, G64):
+    """The backward of record i, in its dtype's arenas."""
+    op, a, b, out, aux, flags = R[i, 0], R[i, 1], R[i, 2], R[i, 3], R[i, 4], R[i, 5]
+    if op == OP_CAST:
+        _reverse_cast(a, out, flags, goff, size, dt, G32, C32, G64, C64)
+    elif dt[out] == 0:
+        reverse_record(op, a, b, out, aux, flags, M, F32, C32, G32, off, goff, size)
+    else:
+        reverse_record(op, a, b, out, aux, flags, M, F64, C64, G64, off, goff, size)
+
+
+@rule
 def _seen(a, n, s):
     for k in range(n):
         if a[k] == s:
@@ -213,12 +225,7 @@ def run_reverse(R, start, seed, M, off, goff, size, dt, vid, leaf, retain, grad_
                 _accumulate(out, grad_of[out], off, goff, size, dt, G32, G64, F32, F64)
                 touched[nt] = out
                 nt += 1
-            if op == OP_CAST:
-                _reverse_cast(a, out, flags, goff, size, dt, G32, C32, G64, C64)
-            elif dt[out] == 0:
-                reverse_record(op, a, b, out, aux, flags, M, F32, C32, G32, off, goff, size)
-            else:
-                reverse_record(op, a, b, out, aux, flags, M, F64, C64, G64, off, goff, size)
+            _reverse_one(R, i, M, off, goff, size, dt, F32, C32, G32, F64, C64, G64)
             if op == OP_SETSTRIDED and overwrite:
                 _zero(G32, G64, goff, size, dt, out)
             if mode & FREE:
@@ -358,13 +365,7 @@ def run_program(P, R, M, off, goff, size, dt, F32, C32, G32, F64, C64, G64, V):
         elif kind == P_COPY and p2 >= 0:
             _copy_slot(F32, F64, off, size, dt, p1, p2)
         elif kind == P_BWD:                     # a backward pass, scheduled when recorded
-            op, a, b, out, aux, flags = R[p1, 0], R[p1, 1], R[p1, 2], R[p1, 3], R[p1, 4], R[p1, 5]
-            if op == OP_CAST:
-                _reverse_cast(a, out, flags, goff, size, dt, G32, C32, G64, C64)
-            elif dt[out] == 0:
-                reverse_record(op, a, b, out, aux, flags, M, F32, C32, G32, off, goff, size)
-            else:
-                reverse_record(op, a, b, out, aux, flags, M, F64, C64, G64, off, goff, size)
+            _reverse_one(R, p1, M, off, goff, size, dt, F32, C32, G32, F64, C64, G64)
         elif kind == P_ZERO:
             _zero(G32, G64, goff, size, dt, p1)
         elif kind == P_ACC:

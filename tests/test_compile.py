@@ -24,16 +24,20 @@ def _regression(dtype=tg.float64, seed=0):
     return W, step
 
 
+def _compiled_and_eager():
+    """The seed data, and twin regressions: one step compiled, the other eager."""
+    W1, s1 = _regression()
+    W2, s2 = _regression()
+    return tg.tensor(X3), tg.tensor(Y3), W1, W2, tg.compile(s1), s2
+
+
 def _close(a, b, rtol=1e-12):
     np.testing.assert_allclose(np.asarray(a, np.float64), np.asarray(b, np.float64), rtol=rtol,
                                atol=1e-300)
 
 
 def test_training_step_replay_equals_eager():
-    X, Y = tg.tensor(X3), tg.tensor(Y3)
-    W1, s1 = _regression()
-    W2, s2 = _regression()
-    c = tg.compile(s1)
+    X, Y, W1, W2, c, s2 = _compiled_and_eager()
     for _ in range(6):
         _close(c(X, Y, 0.25).item(), s2(X, Y, 0.25).item())
         _close(W1.detach().numpy(), W2.detach().numpy())
@@ -111,10 +115,7 @@ def test_shape_change_records_again():
 
 
 def test_python_number_argument_is_an_input():
-    X, Y = tg.tensor(X3), tg.tensor(Y3)
-    W1, s1 = _regression()
-    W2, s2 = _regression()
-    c = tg.compile(s1)
+    X, Y, W1, W2, c, s2 = _compiled_and_eager()
     for lr in (0.25, 0.25, 0.1, 0.05, 0.3):
         _close(c(X, Y, lr).item(), s2(X, Y, lr).item())
         _close(W1.detach().numpy(), W2.detach().numpy())
@@ -133,10 +134,7 @@ def test_number_in_python_control_flow_is_guarded():
 
 
 def test_state_changed_between_calls_is_seen():
-    X, Y = tg.tensor(X3), tg.tensor(Y3)
-    W1, s1 = _regression()
-    W2, s2 = _regression()
-    c = tg.compile(s1)
+    X, Y, W1, W2, c, s2 = _compiled_and_eager()
     for k in range(3):
         c(X, Y, 0.1)
         s2(X, Y, 0.1)
@@ -154,10 +152,7 @@ def test_state_changed_between_calls_is_seen():
 
 
 def test_grad_set_to_none_between_calls():
-    X, Y = tg.tensor(X3), tg.tensor(Y3)
-    W1, s1 = _regression()
-    W2, s2 = _regression()
-    c = tg.compile(s1)
+    X, Y, W1, W2, c, s2 = _compiled_and_eager()
     for k in range(5):
         if k == 3:
             W1.grad = W2.grad = None
@@ -193,10 +188,7 @@ def test_optimizer_step_and_zero_grad():
 
 
 def test_run_equals_single_calls():
-    X, Y = tg.tensor(X3), tg.tensor(Y3)
-    W1, s1 = _regression()
-    W2, s2 = _regression()
-    c = tg.compile(s1)
+    X, Y, W1, W2, c, s2 = _compiled_and_eager()
     hist = c.run(300, X, Y, 0.25)
     ref = [s2(X, Y, 0.25).item() for _ in range(300)]
     _close(hist, ref)
