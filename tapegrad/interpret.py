@@ -206,7 +206,7 @@ def run_reverse(R, start, seed, M, off, goff, size, dt, vid, leaf, retain, grad_
         out = R[i, 3]
         if not needs[out]:
             continue
-        op, a, b, aux, flags = R[i, 0], R[i, 1], R[i, 2], R[i, 4], R[i, 5]
+        op, a, b, flags = R[i, 0], R[i, 1], R[i, 2], R[i, 5]
         if op == OP_SETSTRIDED:                 # GB: the rest of out still needs its gradient
             overwrite = (flags & GB) == 0
         else:
