@@ -17,7 +17,9 @@ import warnings
 import weakref
 
 import numpy as np
+from numba.core.errors import NumbaError
 
+from . import codegen
 from . import dtypes as D
 from .interpret import (CMP_EQ, CMP_GE, CMP_GT, CMP_LE, CMP_LT, CMP_NE, P_ACC, P_BWD, P_CMP,
                         P_COPY, P_FWD, P_REV, P_SEED, P_SEEDSLOT, P_TAKE, P_VALUE, P_ZERO,
@@ -27,6 +29,7 @@ from .tape import NONE, TAPE
 from .tensor import Tensor, _make
 
 MAX_PATHS = 8           # re-records of one function before it runs eagerly for good
+SPECIALIZE_AFTER = 1000  # replayed steps of a path before it is compiled to straight-line code
 CMP_CODES = {np.equal: CMP_EQ, np.not_equal: CMP_NE, np.less: CMP_LT, np.less_equal: CMP_LE,
              np.greater: CMP_GT, np.greater_equal: CMP_GE}
 CMP_TEXT = {CMP_EQ: "==", CMP_NE: "!=", CMP_LT: "<", CMP_LE: "<=", CMP_GT: ">", CMP_GE: ">="}
@@ -357,6 +360,9 @@ class Path:
         self.pyguards = rec.pyguards
         self.live = False               # its result requires grad: replays splice it
         self._gen = -1
+        self.replays = 0                # steps replayed (calls and run() steps)
+        self.fast = None                # its specialized module (codegen); False: not possible
+        self._fgen = -1
         self.const_aux = np.array([OPS[int(op)].kind == "unary" or OPS[int(op)].name == "fill"
                                    for op in self.R[:, 0]], bool)
         self.inputs = inputs            # (argument position, slot) of tensor/array arguments
@@ -405,6 +411,40 @@ class Path:
                           self.C[0], T.G[0], T.F[1], self.C[1], T.G[1], self.V)
             self._gen = T.gen
         return self._args
+
+    def specialized(self, log):
+        """The path's program as straight-line compiled code (tapegrad.codegen), built once;
+        None if it cannot be (the interpreter runs it then)."""
+        if self.fast is None:
+            try:
+                self.fast = codegen.load(codegen.source(self, TAPE.size, TAPE.dt))
+            except Exception as e:      # the interpreter is always there to fall back on
+                self.fast = False
+                log.append(f"specializing path {self.fingerprint()} failed, it stays "
+                           f"interpreted: {type(e).__name__}: {e}")
+        return self.fast or None
+
+    def fast_args(self):
+        """The arrays the specialized program takes (rebuilt when the tape reallocates)."""
+        T = TAPE
+        if self._fgen != T.gen:
+            have = {"off": T.off, "goff": T.goff, "F32": T.F[0], "C32": self.C[0],
+                    "G32": T.G[0], "F64": T.F[1], "C64": self.C[1], "G64": T.G[1],
+                    "V": self.V, "M": self.M}
+            self._fargs = tuple(have[a] for a in self.fast.ARRAYS)
+            self._fgen = T.gen
+        return self._fargs
+
+    def fast_call(self, fn, args, log):
+        """Call a function of the specialized module; on a Numba compile error fall back
+        for good (returns None)."""
+        try:
+            return fn(*args)
+        except NumbaError as e:
+            self.fast = False
+            log.append(f"specialized code of path {self.fingerprint()} did not compile, it "
+                       f"stays interpreted: {str(e).splitlines()[0]}")
+            return None
 
     def release(self):
         held, self.held = self.held, []
@@ -553,9 +593,10 @@ def _fresh_copy(s, shape, dt, rg=False, fn=None):
 class Compiled:
     """The callable tapegrad.compile returns (see the module docstring)."""
 
-    def __init__(self, fn, max_paths=MAX_PATHS):
+    def __init__(self, fn, max_paths=MAX_PATHS, specialize_after=SPECIALIZE_AFTER):
         self.fn = fn
         self.max_paths = max_paths
+        self.specialize_after = specialize_after
         self.paths = {}             # argument signature -> [Path]
         self.log = []               # explain() lines
         self.n_records = 0
@@ -677,7 +718,13 @@ class Compiled:
             P[r, 2] = g
             results.append(g)
         try:
-            j = run_program(*path.run_args())
+            path.replays += 1
+            j = None
+            if path.fast or self._fast(path, 0) is not None:
+                j = path.fast_call(path.fast.program, path.fast_args() + tuple(results),
+                                   self.log)
+            if j is None:
+                j = run_program(*path.run_args())
         finally:
             for s, o in rebound:
                 T.off[s] = o
@@ -695,6 +742,13 @@ class Compiled:
         self._finish(path, args)
         self.last = path
         return self._outputs(path.outputs, args, results=iter(results))
+
+    def _fast(self, path, steps):
+        """Count replayed steps; the specialized module once there have been enough."""
+        path.replays += steps
+        if self.specialize_after is None or path.replays <= self.specialize_after:
+            return None
+        return path.specialized(self.log)
 
     def _splice(self, path, args):
         """Append the path's records to the tape with fresh slots for everything it creates,
@@ -1020,10 +1074,20 @@ class Compiled:
         if gather is None:
             gather, idx = np.zeros((0, 3), np.int64), np.zeros((m, 0), np.int64)
         T = TAPE
+        o = out[1] if out[0] == "T" else -1
         try:
-            done, j = run_steps(m, out[1] if out[0] == "T" else -1, hist, path.carry, gather,
-                                idx, path.P, path.R, path.M, T.off, T.goff, T.size, T.dt,
-                                T.F[0], path.C[0], T.G[0], T.F[1], path.C[1], T.G[1], path.V)
+            fast = self._fast(path, m)
+            r = None
+            if fast is not None:
+                r = path.fast_call(fast.steps, (m, o, hist, path.carry, gather, idx, T.size, T.dt,
+                                                T.off, T.goff, T.F[0], path.C[0], T.G[0],
+                                                T.F[1], path.C[1], T.G[1], path.V, path.M),
+                                   self.log)
+            if r is None:
+                r = run_steps(m, o, hist, path.carry, gather, idx, path.P, path.R, path.M, T.off,
+                              T.goff, T.size, T.dt, T.F[0], path.C[0], T.G[0], T.F[1],
+                              path.C[1], T.G[1], path.V)
+            done, j = r
         finally:
             for s, o in rebound:
                 T.off[s] = o
@@ -1128,8 +1192,11 @@ def _scalar(r):
         return np.nan
 
 
-def compile(fn=None, *, max_paths=MAX_PATHS):
-    """Record fn once and replay its tape on later calls (usable as @tapegrad.compile)."""
+def compile(fn=None, *, max_paths=MAX_PATHS, specialize_after=SPECIALIZE_AFTER):
+    """Record fn once and replay its tape on later calls (usable as @tapegrad.compile).
+
+    A path replayed more than `specialize_after` steps (calls plus run() steps) is compiled to
+    straight-line code for its shapes (cached on disk); None keeps it interpreted."""
     if fn is None:
-        return lambda f: Compiled(f, max_paths)
-    return Compiled(fn, max_paths)
+        return lambda f: Compiled(f, max_paths, specialize_after)
+    return Compiled(fn, max_paths, specialize_after)
