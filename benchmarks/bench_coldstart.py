@@ -31,33 +31,42 @@ def step(X, Y):
     W.grad.zero_()
     return loss
 
-losses = step.run(100, X, Y)
+losses = step.run(STEPS, X, Y)
 assert losses[-1] < losses[0]
 print(time.perf_counter() - t0)
 """
 
 
-def _fresh_process(cache_dir=None):
+def _fresh_process(cache_dir=None, steps=100):
     env = dict(os.environ)
     env.pop("NUMBA_CACHE_DIR", None)
     if cache_dir:
         env["NUMBA_CACHE_DIR"] = cache_dir
-    out = subprocess.run([sys.executable, "-c", PROGRAM], env=env, capture_output=True,
+    program = PROGRAM.replace("STEPS", str(steps))
+    out = subprocess.run([sys.executable, "-c", program], env=env, capture_output=True,
                          text=True, timeout=600)
     assert out.returncode == 0, out.stderr
     return float(out.stdout.split()[-1])
 
 
-def test_first_step_warm_cache(benchmark):
+# 100 steps stay interpreted; 21001 steps pass SPECIALIZE_AFTER, so the path is compiled to
+# code of its own (cached on disk like the interpreters)
+STEP_COUNTS = [100, 21001]
+
+
+@pytest.mark.parametrize("steps", STEP_COUNTS)
+def test_first_step_warm_cache(benchmark, steps):
     benchmark.group = "cold start: fresh process to first compiled steps"
-    _fresh_process()                      # fill the package's own cache if it is not yet
-    benchmark.pedantic(_fresh_process, rounds=3, iterations=1)
+    _fresh_process(steps=steps)           # fill the package's own cache if it is not yet
+    benchmark.pedantic(_fresh_process, kwargs={"steps": steps}, rounds=3, iterations=1)
 
 
-def test_first_step_empty_cache(benchmark):
+@pytest.mark.parametrize("steps", STEP_COUNTS)
+def test_first_step_empty_cache(benchmark, steps):
     benchmark.group = "cold start: fresh process to first compiled steps"
     if benchmark.disabled:
         pytest.skip("compiles everything from scratch (tens of seconds): run with "
                     "--benchmark-enable")
     with tempfile.TemporaryDirectory() as d:
-        benchmark.pedantic(_fresh_process, args=(d,), rounds=1, iterations=1)
+        benchmark.pedantic(_fresh_process, args=(d,), kwargs={"steps": steps}, rounds=1,
+                           iterations=1)

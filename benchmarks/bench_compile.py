@@ -5,7 +5,9 @@
         --benchmark-columns=median,rounds
 
 Every timed callable is warmed up first (JIT compilation and the first recordings are not
-measured); bench_coldstart.py times compilation on its own.
+measured); bench_coldstart.py times compilation on its own. tapegrad runs each path two ways:
+interpreted (run_program, what a path gets for its first replays) and specialized (the path
+compiled to straight-line code, tapegrad.codegen, what it gets after SPECIALIZE_AFTER steps).
 """
 import numpy as np
 import pytest
@@ -42,12 +44,12 @@ def fused_regression(X, Y, W, lr, steps, losses):
                 W[q, j] -= lr * 2 * g
 
 
-def tapegrad_step():
+def tapegrad_step(specialized=True):
     X, Y = tapegrad.tensor(X_DATA), tapegrad.tensor(Y_DATA)
     tapegrad.manual_seed(0)
     W = tapegrad.randn(3, 2, requires_grad=True)
 
-    @tapegrad.compile
+    @tapegrad.compile(specialize_after=0 if specialized else None)
     def step(X, Y):
         loss = tapegrad.norm(tapegrad.matmul(X, W) - Y) ** 2
         loss.backward()
@@ -56,6 +58,7 @@ def tapegrad_step():
         return loss
     for _ in range(3):
         step(X, Y)                              # record (a first .grad, then the steady step)
+    step.run(10, X, Y)                          # and compile its code (specialized)
     return step, X, Y
 
 
@@ -91,13 +94,13 @@ def jax_step():
 SHORT = 1000           # steps per timed call for the per-step-from-Python variants
 
 
-@pytest.mark.parametrize("impl", ["tapegrad run()", "fused njit", "torch eager", "jax.jit step"])
+@pytest.mark.parametrize("impl", ["tapegrad run()", "tapegrad run() interpreted", "fused njit",
+                                  "torch eager", "jax.jit step"])
 def test_regression_many_steps(benchmark, impl):
     """21001 steps of the seed regression; per-step time = median / STEPS (or / SHORT)."""
     benchmark.group = f"3x3 regression: whole loop ({STEPS} steps) and per-step loops ({SHORT})"
-    if impl == "tapegrad run()":
-        step, X, Y = tapegrad_step()
-        step.run(10, X, Y)
+    if impl.startswith("tapegrad"):
+        step, X, Y = tapegrad_step(specialized="interpreted" not in impl)
         benchmark(step.run, STEPS, X, Y)
     elif impl == "fused njit":
         W = np.random.default_rng(0).standard_normal((3, 2)).astype(np.float32)
@@ -120,12 +123,13 @@ def test_regression_many_steps(benchmark, impl):
         benchmark(run)
 
 
-@pytest.mark.parametrize("impl", ["tapegrad replay", "tapegrad eager"])
+@pytest.mark.parametrize("impl", ["tapegrad replay", "tapegrad replay interpreted",
+                                  "tapegrad eager"])
 def test_regression_replay_per_call(benchmark, impl):
     """One compiled call per step from a Python loop."""
     benchmark.group = f"3x3 regression: {SHORT} steps, one Python call each"
-    if impl == "tapegrad replay":
-        step, X, Y = tapegrad_step()
+    if impl.startswith("tapegrad replay"):
+        step, X, Y = tapegrad_step(specialized="interpreted" not in impl)
 
         def run():
             for _ in range(SHORT):
@@ -142,14 +146,15 @@ def test_regression_replay_per_call(benchmark, impl):
     benchmark(run)
 
 
-@pytest.mark.parametrize("impl", ["tapegrad replay", "tapegrad eager", "torch eager"])
+@pytest.mark.parametrize("impl", ["tapegrad replay", "tapegrad replay interpreted",
+                                  "tapegrad eager", "torch eager"])
 def test_chain_replayed(benchmark, impl):
     """The 100-op elementwise chain, forward and backward, per call."""
     benchmark.group = f"{CHAIN}-op elementwise chain replayed"
-    if impl == "tapegrad replay":
+    if impl.startswith("tapegrad replay"):
         x0 = tapegrad.ones(16, requires_grad=True)
 
-        @tapegrad.compile
+        @tapegrad.compile(specialize_after=None if "interpreted" in impl else 0)
         def run_chain():
             x = x0
             for k in range(CHAIN // 3):

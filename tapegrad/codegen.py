@@ -152,14 +152,14 @@ class _Writer:
         op, a, b, out, aux = (int(v) for v in self.R[i, :5])
         d, n = int(self.dt[out]), int(self.size[out])
         F = self.arr("F", d)
-        O = f"{F}[{self.o(out)} + i]"
+        Y = f"{F}[{self.o(out)} + i]"
         if op == OP_CAST:
-            self.loop(n, [f"{O} = {self.arr('F', 1 - d)}[{self.o(a)} + i]"])
+            self.loop(n, [f"{Y} = {self.arr('F', 1 - d)}[{self.o(a)} + i]"])
         elif op <= LAST_UNARY:
-            self.loop(n, [f"{O} = {self.rule(op, 'fwd', self.elem(d, a, n), d, aux)}"])
+            self.loop(n, [f"{Y} = {self.rule(op, 'fwd', self.elem(d, a, n), d, aux)}"])
         elif op <= LAST_BINARY and aux < 0:
             x, y = self.elem(d, a, n), self.elem(d, b, n)
-            self.loop(n, [f"{O} = {self.rule(op, 'fwd', f'{x}, {y}', d, aux)}"])
+            self.loop(n, [f"{Y} = {self.rule(op, 'fwd', f'{x}, {y}', d, aux)}"])
         elif op in (OP_SUM, OP_MEAN, OP_NORM):
             outer, m, inner = (int(v) for v in self.M[aux:aux + 3])
             X = f"{F}[{self.o(a)} + base + j * {inner}]"
@@ -183,24 +183,24 @@ class _Writer:
             self.emit(f"for j in range({p}):", 2)
             self.emit(f"{F}[{self.o(out)} + i * {p} + j] += av * {B} + l * {p} + j]", 3)
         elif op == OP_COPY:
-            self.loop(n, [f"{O} = {F}[{self.o(a)} + i]"])
+            self.loop(n, [f"{Y} = {F}[{self.o(a)} + i]"])
         elif op == OP_FILL:
-            self.loop(n, [f"{O} = {self.arr('C', d)}[{self.param(aux)}]"])
+            self.loop(n, [f"{Y} = {self.arr('C', d)}[{self.param(aux)}]"])
         else:
             self.kernel_forward(op, a, b, out, aux, d)
 
     def kernel_forward(self, op, a, b, out, aux, d):
         self.arrays.add("M")
-        A, O = self.view("F", d, a), self.view("F", d, out)
+        A, Y, m = self.view("F", d, a), self.view("F", d, out), self.param(aux)
         if op <= LAST_BINARY:
-            self.emit(f"{self.call('binary_loop_fwd')}({op}, {A}, {self.view('F', d, b)}, {O}, "
-                      f"M, {self.param(aux)})")
+            self.emit(f"{self.call('binary_loop_fwd')}({op}, {A}, {self.view('F', d, b)}, {Y}, "
+                      f"M, {m})")
         elif op <= LAST_REDUCE:
-            self.emit(f"{self.call('reduce_fwd')}({op}, {A}, {O}, M, {self.param(aux)})")
+            self.emit(f"{self.call('reduce_fwd')}({op}, {A}, {Y}, M, {m})")
         elif op == OP_MATMUL:
-            self.emit(f"{self.call('matmul_fwd')}({A}, {self.view('F', d, b)}, {O}, M, {self.param(aux)})")
+            self.emit(f"{self.call('matmul_fwd')}({A}, {self.view('F', d, b)}, {Y}, M, {m})")
         elif op in (OP_STRIDED, OP_SETSTRIDED, OP_INDEX):
-            self.emit(f"{self.call(OPS[op].name + '_fwd')}({A}, {O}, M, {self.param(aux)})")
+            self.emit(f"{self.call(OPS[op].name + '_fwd')}({A}, {Y}, M, {m})")
         else:
             raise ValueError(f"codegen: no forward for opcode {op}")
 
@@ -222,7 +222,8 @@ class _Writer:
             self.loop(n, take + [f"{G}[{self.g(a)} + i] += g * {r}"])
         elif op <= LAST_BINARY and aux < 0:
             x, y = self.elem(d, a, n), self.elem(d, b, n)
-            body = take + [f"da, db = {self.rule(op, 'bwd', f'{x}, {y}, {F}[{self.o(out)} + i]', d, aux)}"]
+            r = self.rule(op, "bwd", f"{x}, {y}, {F}[{self.o(out)} + i]", d, aux)
+            body = take + [f"da, db = {r}"]
             for s, on, grad in ((a, ga, "da"), (b, gb, "db")):
                 if on:
                     at = f"{self.g(s)} + i" if self.size[s] == n else self.g(s)
@@ -267,13 +268,14 @@ class _Writer:
 
     def kernel_backward(self, op, a, b, out, aux, d, ga, gb):
         self.arrays.add("M")
-        A, O = self.view("F", d, a), self.view("F", d, out)
+        A, Y = self.view("F", d, a), self.view("F", d, out)
         GA_, GO = self.view("G", d, a), self.view("G", d, out)
         if op <= LAST_BINARY:
-            self.emit(f"{self.call('binary_loop_bwd')}({op}, {A}, {self.view('F', d, b)}, {O}, "
+            self.emit(f"{self.call('binary_loop_bwd')}({op}, {A}, {self.view('F', d, b)}, {Y}, "
                       f"{GA_}, {self.view('G', d, b)}, {GO}, M, {self.param(aux)}, {ga}, {gb})")
         elif op <= LAST_REDUCE:
-            self.emit(f"{self.call('reduce_bwd')}({op}, {A}, {O}, {GA_}, {GO}, M, {self.param(aux)})")
+            self.emit(f"{self.call('reduce_bwd')}({op}, {A}, {Y}, {GA_}, {GO}, M, "
+                      f"{self.param(aux)})")
         elif op == OP_MATMUL:
             self.emit(f"{self.call('matmul_bwd')}({A}, {self.view('F', d, b)}, {GA_}, "
                       f"{self.view('G', d, b)}, {GO}, M, {self.param(aux)}, {ga}, {gb})")

@@ -362,6 +362,7 @@ class Path:
         self._gen = -1
         self.replays = 0                # steps replayed (calls and run() steps)
         self.fast = None                # its specialized module (codegen); False: not possible
+        self.fast_ok = False            # its program has compiled and run
         self._fgen = -1
         self.const_aux = np.array([OPS[int(op)].kind == "unary" or OPS[int(op)].name == "fill"
                                    for op in self.R[:, 0]], bool)
@@ -658,7 +659,7 @@ class Compiled:
         T = TAPE
         copies = []
         for lf in path.leaves:
-            t = lf.tensor(args)
+            t = args[lf.pos] if lf.pos >= 0 else lf.ref()
             if t is None:
                 continue
             if lf.pos < 0 and t._slot != lf.slot:
@@ -691,7 +692,7 @@ class Compiled:
     def _finish(self, path, args):
         """Give the parameters their .grad as the function left them."""
         for lf in path.leaves:
-            t = lf.tensor(args)
+            t = args[lf.pos] if lf.pos >= 0 else lf.ref()
             if t is None:
                 continue
             go = lf.grad_out
@@ -714,22 +715,27 @@ class Compiled:
         results = []
         for r, key in path.out_keys:
             free = T.free.get(key)
-            g = free.pop() if free else T.alloc(*key)
-            P[r, 2] = g
-            results.append(g)
+            results.append(free.pop() if free else T.alloc(*key))
         try:
             path.replays += 1
             j = None
-            if path.fast or self._fast(path, 0) is not None:
+            if path.fast_ok:                    # the common case, kept short
+                j = path.fast.program(*path.fast_args(), *results)
+            elif path.fast is not False and self._fast(path, 0) is not None:
                 j = path.fast_call(path.fast.program, path.fast_args() + tuple(results),
                                    self.log)
+                path.fast_ok = j is not None
             if j is None:
-                j = run_program(*path.run_args())
+                for (r, _), g in zip(path.out_keys, results):
+                    P[r, 2] = g
+                try:
+                    j = run_program(*path.run_args())
+                finally:
+                    for r, _ in path.out_keys:
+                        P[r, 2] = -1
         finally:
             for s, o in rebound:
                 T.off[s] = o
-            for r, _ in path.out_keys:
-                P[r, 2] = -1
         if j >= 0:
             for g in results:
                 T.refs[g] += 1
