@@ -1,16 +1,18 @@
-"""Specialised replay: a recorded program turned into straight-line Numba code.
+"""Specialized replay: a recorded program compiled to code of its own.
 
 ``run_program`` interprets a path: per row it decodes the record, slices the arenas and
-dispatches on the opcode, about 0.1 us a row. For a path replayed many times, ``specialise``
-writes the same rows as one Python function of kernel calls with the opcodes, sizes and
-metadata indices as literals, and compiles it with Numba: no decoding, no dispatch, and LLVM
-inlines the small kernels. It computes exactly what ``run_program`` computes (the same kernels
-in the same order), so results are bit-for-bit those of the interpreter.
+dispatches on the opcode, about 0.1 us a row. For a path replayed many times, ``source`` writes
+the same rows as Python for Numba: each record or event becomes a *piece*, a loop with literal
+sizes that applies the same scalar rules (``<op>_fwd`` / ``<op>_bwd``) in the same order as the
+kernels (families without such a loop call their kernel), so results are bit-for-bit those of
+the interpreter, without decoding or dispatch.
 
-Slot offsets stay runtime values (``off``/``goff``): inputs are bound by pointing a slot at the
-argument's storage, and arenas move when they grow. The generated source is a module of its own
-in a cache folder, named by the hash of its text, so Numba's on-disk cache applies to it: a
-path compiled once is loaded in later processes instead of compiled again.
+Numba takes about 50 ms to compile a piece. A short program is straight-line code; a longer one
+is a loop over a table of (piece, its numbers), one branch per distinct piece, so a chain or a
+repeated layer compiles once per kind of record. Slot offsets stay runtime values
+(``off``/``goff``): inputs are bound by pointing a slot at the argument's storage, and arenas
+move when they grow. The source is a module of its own in a cache folder, named by the hash of
+its text, so Numba's on-disk cache applies: a path compiled once loads in later processes.
 """
 import hashlib
 import importlib.util

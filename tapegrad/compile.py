@@ -8,6 +8,8 @@ integer program that ``run_program`` executes in one compiled call. Later calls 
 path's guards (argument shapes/dtypes/requires_grad, the ``.grad`` state of the parameters,
 Python-side guards) and replay it; value guards are re-checked inside the program, and a guard
 that goes the other way makes the function record a new path for the new case. Paths are cached.
+A path replayed often is compiled to code of its own (``codegen.py``) that computes exactly what
+``run_program`` computes, without decoding records.
 
 Python side effects in the function (printing, appending to lists) happen only when it records.
 """
@@ -1080,17 +1082,17 @@ class Compiled:
         if gather is None:
             gather, idx = np.zeros((0, 3), np.int64), np.zeros((m, 0), np.int64)
         T = TAPE
-        o = out[1] if out[0] == "T" else -1
+        kept = out[1] if out[0] == "T" else -1        # the slot whose value hist keeps
         try:
             fast = self._fast(path, m)
             r = None
             if fast is not None:
-                r = path.fast_call(fast.steps, (m, o, hist, path.carry, gather, idx, T.size, T.dt,
-                                                T.off, T.goff, T.F[0], path.C[0], T.G[0],
+                r = path.fast_call(fast.steps, (m, kept, hist, path.carry, gather, idx, T.size,
+                                                T.dt, T.off, T.goff, T.F[0], path.C[0], T.G[0],
                                                 T.F[1], path.C[1], T.G[1], path.V, path.M),
                                    self.log)
             if r is None:
-                r = run_steps(m, o, hist, path.carry, gather, idx, path.P, path.R, path.M, T.off,
+                r = run_steps(m, kept, hist, path.carry, gather, idx, path.P, path.R, path.M, T.off,
                               T.goff, T.size, T.dt, T.F[0], path.C[0], T.G[0], T.F[1],
                               path.C[1], T.G[1], path.V)
             done, j = r
