@@ -366,6 +366,8 @@ class Path:
         self.fast = None                # its specialized module (codegen); False: not possible
         self.fast_ok = False            # its program has compiled and run
         self._fgen = -1
+        self.hot = None                 # one call of it unrolled in Python (_hot_source)
+        self.keep = [[None, None] for _ in self.out_keys]    # its last results (_spare)
         self.const_aux = np.array([OPS[int(op)].kind == "unary" or OPS[int(op)].name == "fill"
                                    for op in self.R[:, 0]], bool)
         self.inputs = inputs            # (argument position, slot) of tensor/array arguments
@@ -450,6 +452,7 @@ class Path:
             return None
 
     def release(self):
+        self.keep = [[None, None] for _ in self.out_keys]
         held, self.held = self.held, []
         for s in held:
             TAPE.release(s)
@@ -605,6 +608,7 @@ class Compiled:
         self.n_records = 0
         self.eager = False
         self.last = None            # the path of the last call
+        self._hot = None            # (its unrolled replay, path) once the path is specialized
         self.calls = 0
         for a in ("__name__", "__qualname__", "__doc__", "__module__"):
             if hasattr(fn, a):
@@ -628,6 +632,13 @@ class Compiled:
 
     # ---- calling ----
     def __call__(self, *args, **kwargs):
+        hot = self._hot
+        if hot is not None and TAPE.rec is None and not kwargs and TAPE.done == TAPE.n:
+            r = hot[0](args)
+            if r is not _MISS:
+                self.calls += 1
+                self.last = hot[1]
+                return r
         self.calls += 1
         if self.eager or TAPE.rec is not None or kwargs:
             if kwargs and not self.eager and TAPE.rec is None:
@@ -640,9 +651,17 @@ class Compiled:
         reasons = []
         for path in self.paths.get(sig, ()):
             try:
-                return self._replay(path, args)
+                result = self._replay(path, args)
             except Stale as e:
                 reasons.append(str(e))
+                continue
+            if path.fast_ok and not path.snapshot:
+                if path.hot is None:
+                    src, ns = _hot_source(path, sig)
+                    exec(src, ns)
+                    path.hot = ns["hot"]
+                self._hot = (path.hot, path)
+            return result
         return self._record(args, sig, reasons)
 
     def _prepare(self, path, args, bind=True):
@@ -868,6 +887,7 @@ class Compiled:
         head = f"call {self.calls}: {why}"
         if self.n_records >= self.max_paths:
             self.eager = True
+            self._hot = None
             self.log.append(f"{head} -> recorded {self.n_records} times: eager from now on")
             warnings.warn(f"tapegrad.compile: {self.__name__} was recorded "
                           f"{self.n_records} times; it runs eagerly from now on (see "
@@ -1107,6 +1127,159 @@ class Compiled:
         if done:
             self._finish(path, args)
         return done
+
+
+# ---- one call, unrolled ----
+_MISS = object()
+
+
+def _hot_source(path, sig):
+    """Python source of `hot(args)`: one replay of `path` with the checks and bookkeeping of
+    _prepare/_replay/_finish unrolled for this path (no loops over guards, leaves or inputs).
+    It returns _MISS, having changed nothing, when any check fails (the general path then
+    decides), or when a value guard fails inside the program (state as before the call).
+    A result tensor of an earlier call that nothing else holds any more is reused for the
+    result (see _spare): no one can tell, and it saves making one tensor and freeing another.
+    """
+    ns = {"MISS": _MISS, "Tensor": Tensor, "TAPE": TAPE, "arg_key": _arg_key, "path": path,
+          "copy": _copy, "fresh_copy": _fresh_copy, "make": _make, "bind": _bind_array,
+          "spare": _spare}
+    a = [f"a{i}" for i in range(len(sig))]
+    L = ["def hot(args):", f"    if len(args) != {len(sig)}:", "        return MISS"]
+    if sig:
+        L.append(f"    {', '.join(a)}, = args")
+    for i, k in enumerate(sig):
+        ns[f"K{i}"] = k
+        if k[0] == "T":
+            ns[f"S{i}"] = k[1]
+            L += [f"    if not (isinstance({a[i]}, Tensor) and {a[i]}._shape == S{i} and "
+                  f"{a[i]}._dt.name == {k[2]!r}", f"            and bool({a[i]}._rg) is {k[3]} "
+                  f"and ({a[i]}._slot >= 0) is {k[4]}):", "        return MISS"]
+        else:
+            L += [f"    if arg_key({a[i]}) != K{i}:", "        return MISS"]
+    if path.closure:
+        L.append("    try:")
+        for j, (cell, obj) in enumerate(path.closure):
+            ns[f"CELL{j}"], ns[f"OBJ{j}"] = cell, obj
+            L += [f"        if CELL{j}.cell_contents is not OBJ{j}:", "            return MISS"]
+        L += ["    except ValueError:", "        return MISS"]
+    for j, (_, get, expected) in enumerate(path.pyguards):
+        ns[f"PG{j}"], ns[f"PE{j}"] = get, expected
+        L += [f"    if PG{j}(args) != PE{j}:", "        return MISS"]
+    for j, lf in enumerate(path.leaves):
+        if lf.pos >= 0:
+            L.append(f"    t{j} = {a[lf.pos]}")
+        else:
+            ns[f"REF{j}"] = lf.ref
+            L += [f"    t{j} = REF{j}()", f"    if t{j} is not None and t{j}._slot != {lf.slot}:",
+                  "        return MISS"]
+        L.append(f"    g{j} = t{j}._grad if t{j} is not None else None")
+        if lf.grad_in < 0:
+            L += [f"    if g{j} is not None:", "        return MISS"]
+        else:
+            L += [f"    if g{j} is None and t{j} is not None:", "        return MISS"]
+    # every check has passed: from here on the call replays
+    L += ["    T = TAPE", "    off = T.off"]
+    for n, (d, k, get, _) in enumerate(path.consts):
+        ns[f"CG{n}"] = get
+        L.append(f"    path.C[{d}][{k}] = CG{n}(args)")
+    rebinds = []
+    for pos, s in path.inputs:
+        if sig[pos][0] == "T":
+            rebinds.append((pos, s))
+        else:
+            L.append(f"    bind({a[pos]}, {s})")
+    if rebinds:
+        L.append("    rb = []")
+        for pos, s in rebinds:
+            qs = ", ".join(str(q) for q in [s] + path.views_of[s])
+            L += [f"    if {a[pos]}._slot != {s}:", f"        x = off[{a[pos]}._slot]",
+                  f"        for q in ({qs},):", "            rb.append((q, off[q]))",
+                  "            off[q] = x"]
+    for j, lf in enumerate(path.leaves):
+        if lf.grad_in >= 0:
+            L += [f"    if g{j} is not None and g{j}._slot != {lf.grad_in}:",
+                  f"        copy(g{j}._slot, {lf.grad_in})"]
+    res = []
+    for i, (_, key) in enumerate(path.out_keys):
+        ns[f"KEY{i}"] = key
+        res.append(f"r{i}")
+        L += [f"    ring{i} = path.keep[{i}]",
+              f"    p{i} = spare(ring{i}, KEY{i}) if T.n == 0 else None",
+              f"    if p{i} is not None:", f"        r{i} = p{i}._slot", "    else:",
+              f"        free = T.free.get(KEY{i})",
+              f"        r{i} = free.pop() if free else T.alloc(*KEY{i})"]
+    L += ["    path.replays += 1",
+          "    fa = path._fargs if path._fgen == T.gen else path.fast_args()"]
+    call = f"path.fast.program(*fa{''.join(', ' + r for r in res)})"
+    if rebinds:
+        L += ["    try:", f"        j = {call}", "    finally:", "        for q, o in rb:",
+              "            off[q] = o"]
+    else:
+        L.append(f"    j = {call}")
+    L.append("    if j >= 0:")
+    for i in range(len(res)):
+        L += [f"        if p{i} is None:", f"            T.refs[r{i}] += 1",
+              f"            T.release(r{i})"]
+    L += ["        for G in T.G:", "            G[:] = 0", "        return MISS"]
+    for j, lf in enumerate(path.leaves):
+        go = lf.grad_out
+        L.append(f"    if t{j} is not None:")
+        if go is None:
+            L += [f"        t{j}._grad = None", f"        T.set_grad_of(t{j}._slot, -1)"]
+        elif go._slot == lf.grad_in:
+            L += [f"        if g{j}._slot != {lf.grad_in}:",
+                  f"            copy({lf.grad_in}, g{j}._slot)"]
+        else:
+            ns[f"GO{j}"] = go
+            L += [f"        t{j}._grad = fresh_copy({go._slot}, GO{j}._shape, GO{j}._dt)",
+                  f"        T.set_grad_of(t{j}._slot, t{j}._grad._slot)"]
+    counter = iter(range(len(res)))
+
+    def expr(o):
+        kind = o[0]
+        if kind == "T":
+            i = next(counter)
+            ns[f"O{i}"] = o
+            L.extend([f"    if p{i} is None:",
+                      f"        p{i} = make(r{i}, O{i}[2], O{i}[3], O{i}[4], -1, O{i}[5])",
+                      "    else:",
+                      f"        p{i}._shape, p{i}._dt, p{i}._rg = O{i}[2], O{i}[3], O{i}[4]",
+                      f"        p{i}._rec, p{i}._fn, p{i}._epoch = -1, O{i}[5], T.epoch",
+                      f"    if ring{i}[1] is not p{i}:",
+                      f"        ring{i}[0], ring{i}[1] = ring{i}[1], p{i}"])
+            return f"p{i}"
+        if kind == "arg":
+            return a[o[1]]
+        if kind == "item":
+            return f"float(T.value({o[1]})[0])"
+        k = len(ns)
+        if kind == "seq":
+            ns[f"SEQ{k}"] = o[1]
+            return f"SEQ{k}(iter(({''.join(expr(x) + ', ' for x in o[2])})))"
+        ns[f"CONST{k}"] = o[1]
+        return f"CONST{k}"
+    L.append(f"    return {expr(path.outputs)}")
+    return "\n".join(L) + "\n", ns
+
+
+def _spare(ring, key):
+    """A result tensor in ring ([older, newer], the results of the last calls) that nothing
+    else refers to (the ring, the local and getrefcount's argument make 3), whose slot holds a
+    value of `key` that no other tensor names: the next result can take its place. Or None."""
+    for p in ring:
+        if (p is not None and sys.getrefcount(p) == 3 and TAPE.key[p._slot] == key
+                and TAPE.refs[p._slot] == 1 and p._slot not in TAPE.flagged
+                and not weakref.getweakrefcount(p) and not p.__dict__):
+            return p
+    return None
+
+
+def _bind_array(a, s):
+    """Copy NumPy argument a into the values of input slot s."""
+    d, n = TAPE.key[s]
+    o = TAPE.off[s]
+    TAPE.F[d][o:o + n] = np.asarray(a, TAPE.F[d].dtype).reshape(-1)
 
 
 def tg_index(ix, a):

@@ -177,3 +177,89 @@ def test_generated_module_is_named_by_its_source(tmp_path, monkeypatch):
     assert files == [a.__name__ + ".py"]
     with open(tmp_path / "programs" / files[0]) as f:
         assert f.read() == text
+
+
+# ---- one call at a time: a specialized path's call is unrolled in Python ----
+def _twin_calls(calls):
+    """Run `calls(f, W)` with a specialized compiled step and with an interpreted one; both
+    return the list of what they produced; it must be identical."""
+    out = []
+    for spec in (0, None):
+        W, s = _regression()
+        f = tg.compile(s, specialize_after=spec)
+        got = calls(f, W)
+        out.append((got, W.detach().numpy().copy(), f))
+    (a, wa, fast), (b, wb, slow) = out
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)
+    np.testing.assert_array_equal(wa, wb)
+    assert fast._hot is not None and slow._hot is None
+    return fast
+
+
+def test_unrolled_call_rebinds_new_inputs_every_call():
+    rng = np.random.default_rng(2)
+    data = [(rng.standard_normal((3, 3)), rng.standard_normal((3, 2))) for _ in range(8)]
+    big = tg.tensor(rng.standard_normal((6, 3)))
+
+    def calls(f, W):
+        got = [f(tg.tensor(x), tg.tensor(y), 0.1).item() for x, y in data]
+        got += [f(big[1:4], tg.tensor(data[0][1]), 0.1).item()]     # a view as the input
+        got += [f(x, y, 0.1).item() for x, y in data[:3]]           # NumPy arrays
+        return got
+    _twin_calls(calls)
+
+
+def test_unrolled_call_sees_numbers_state_and_grad_changes():
+    X, Y = tg.tensor(X3), tg.tensor(Y3)
+
+    def calls(f, W):
+        got = [f(X, Y, lr).item() for lr in (0.1, 0.1, 0.2, 0.05, 0.05)]
+        W.data = W.data * 0.5                     # new storage: the path records again
+        got += [f(X, Y, 0.1).item() for _ in range(3)]
+        W.grad = None                             # the .grad guard
+        got += [f(X, Y, 0.1).item() for _ in range(3)]
+        with tg.no_grad():
+            W.mul_(2.0)                           # in place: the replay reads the new values
+        got += [f(X, Y, 0.1).item() for _ in range(3)] + [W.grad.numpy().copy()]
+        return got
+    _twin_calls(calls)
+
+
+def test_unrolled_call_results_are_fresh_where_anyone_can_tell():
+    X, Y = tg.tensor(X3), tg.tensor(Y3)
+    W, s = _regression()
+    f = tg.compile(s, specialize_after=0)
+    for _ in range(3):
+        f(X, Y, 0.1)
+    kept = [f(X, Y, 0.1) for _ in range(4)]                 # held: all distinct
+    assert len({id(t) for t in kept}) == 4
+    assert len({t.item() for t in kept}) == 4
+    marked = f(X, Y, 0.1)
+    marked.note = "mine"                                    # an attribute: never reused
+    ref = id(marked)
+    del marked
+    assert all(id(f(X, Y, 0.1)) != ref for _ in range(4))
+    w = tg.tensor(2.0, dtype=tg.float64, requires_grad=True)
+    first = f(X, Y, 0.1)
+    value = first.item()
+    z = first.detach() * w                      # the graph of z needs first's value
+    del first
+    for _ in range(4):
+        f(X, Y, 0.1)
+    z.backward()
+    assert w.grad.item() == value
+
+
+def test_unrolled_call_with_several_results_and_guards():
+    def g(a):
+        b = a * 3
+        return (b.sum(), b) if b.sum() > 0 else (b.sum() * 2, -b)
+    f = tg.compile(g, specialize_after=0)
+    for v in [[1.0, 2.0], [1.0, 3.0], [-1.0, 0.5], [-2.0, 0.5], [2.0, 2.0], [2.0, 5.0]]:
+        a = tg.tensor(v, dtype=tg.float64)
+        (s1, b1), (s2, b2) = f(a), g(a)
+        assert s1.item() == s2.item()
+        np.testing.assert_array_equal(b1.numpy(), b2.numpy())
+    assert f._hot is not None and "guard failed" in f.explain()
