@@ -367,7 +367,7 @@ class Path:
         self.fast_ok = False            # its program has compiled and run
         self._fgen = -1
         self.hot = None                 # one call of it unrolled in Python (_hot_source)
-        self.keep = [[None, None] for _ in self.out_keys]    # its last results (_spare)
+        self.keep = [[None, None] for _ in self.out_keys]    # its last results (hot)
         self.const_aux = np.array([OPS[int(op)].kind == "unary" or OPS[int(op)].name == "fill"
                                    for op in self.R[:, 0]], bool)
         self.inputs = inputs            # (argument position, slot) of tensor/array arguments
@@ -379,6 +379,7 @@ class Path:
         for e in rec.events:
             used.update(int(v) for v in _slots_of(e) if v >= 0)
         used.update(s for _, s in inputs)
+        used.update(lf.grad_in for lf in leaves if lf.grad_in >= 0)     # _prepare copies into it
         for r in self.P:
             if r[0] == P_ACC:
                 used.update((int(r[1]), int(r[2])))
@@ -657,7 +658,7 @@ class Compiled:
                 continue
             if path.fast_ok and not path.snapshot:
                 if path.hot is None:
-                    src, ns = _hot_source(path, sig)
+                    src, ns = _hot_source(path, sig, args)
                     exec(src, ns)
                     path.hot = ns["hot"]
                 self._hot = (path.hot, path)
@@ -1133,28 +1134,30 @@ class Compiled:
 _MISS = object()
 
 
-def _hot_source(path, sig):
+def _hot_source(path, sig, args):
     """Python source of `hot(args)`: one replay of `path` with the checks and bookkeeping of
     _prepare/_replay/_finish unrolled for this path (no loops over guards, leaves or inputs).
     It returns _MISS, having changed nothing, when any check fails (the general path then
     decides), or when a value guard fails inside the program (state as before the call).
     A result tensor of an earlier call that nothing else holds any more is reused for the
-    result (see _spare): no one can tell, and it saves making one tensor and freeing another.
+    result: no one can tell, and it saves making one tensor and freeing another.
     """
     ns = {"MISS": _MISS, "Tensor": Tensor, "TAPE": TAPE, "arg_key": _arg_key, "path": path,
           "copy": _copy, "fresh_copy": _fresh_copy, "make": _make, "bind": _bind_array,
-          "spare": _spare}
+          "refcount": sys.getrefcount, "weakcount": weakref.getweakrefcount}
     a = [f"a{i}" for i in range(len(sig))]
     L = ["def hot(args):", f"    if len(args) != {len(sig)}:", "        return MISS"]
     if sig:
         L.append(f"    {', '.join(a)}, = args")
     for i, k in enumerate(sig):
         ns[f"K{i}"] = k
-        if k[0] == "T":
-            ns[f"S{i}"] = k[1]
-            L += [f"    if not (isinstance({a[i]}, Tensor) and {a[i]}._shape == S{i} and "
-                  f"{a[i]}._dt.name == {k[2]!r}", f"            and bool({a[i]}._rg) is {k[3]} "
-                  f"and ({a[i]}._slot >= 0) is {k[4]}):", "        return MISS"]
+        if k[0] == "T":     # as _arg_key, for this call's classes and objects (else: general)
+            x = args[i]
+            ns[f"CLS{i}"], ns[f"S{i}"], ns[f"D{i}"], ns[f"RG{i}"] = (
+                type(x), x._shape, x._dt, x._rg)
+            L += [f"    if (type({a[i]}) is not CLS{i} or {a[i]}._shape != S{i} or "
+                  f"{a[i]}._dt is not D{i} or {a[i]}._rg is not RG{i}",
+                  f"            or {a[i]}._slot {'<' if k[4] else '>='} 0):", "        return MISS"]
         else:
             L += [f"    if arg_key({a[i]}) != K{i}:", "        return MISS"]
     if path.closure:
@@ -1204,8 +1207,14 @@ def _hot_source(path, sig):
     for i, (_, key) in enumerate(path.out_keys):
         ns[f"KEY{i}"] = key
         res.append(f"r{i}")
-        L += [f"    ring{i} = path.keep[{i}]",
-              f"    p{i} = spare(ring{i}, KEY{i}) if T.n == 0 else None",
+        # a result of the last calls that nothing else refers to (the ring, the local and
+        # getrefcount's argument make 3) and whose slot no other tensor names takes the result
+        L += [f"    ring{i} = path.keep[{i}]", f"    p{i} = None", "    if T.n == 0:",
+              f"        for q in ring{i}:",
+              "            if (q is not None and refcount(q) == 3 and T.refs[q._slot] == 1",
+              f"                    and T.key[q._slot] == KEY{i} and q._slot not in T.flagged",
+              "                    and not weakcount(q) and not q.__dict__):",
+              f"                p{i} = q", "                break", "        q = None",
               f"    if p{i} is not None:", f"        r{i} = p{i}._slot", "    else:",
               f"        free = T.free.get(KEY{i})",
               f"        r{i} = free.pop() if free else T.alloc(*KEY{i})"]
@@ -1261,18 +1270,6 @@ def _hot_source(path, sig):
         return f"CONST{k}"
     L.append(f"    return {expr(path.outputs)}")
     return "\n".join(L) + "\n", ns
-
-
-def _spare(ring, key):
-    """A result tensor in ring ([older, newer], the results of the last calls) that nothing
-    else refers to (the ring, the local and getrefcount's argument make 3), whose slot holds a
-    value of `key` that no other tensor names: the next result can take its place. Or None."""
-    for p in ring:
-        if (p is not None and sys.getrefcount(p) == 3 and TAPE.key[p._slot] == key
-                and TAPE.refs[p._slot] == 1 and p._slot not in TAPE.flagged
-                and not weakref.getweakrefcount(p) and not p.__dict__):
-            return p
-    return None
 
 
 def _bind_array(a, s):

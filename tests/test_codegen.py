@@ -7,6 +7,7 @@ import pytest
 
 import tapegrad as tg
 from tapegrad import codegen
+from tapegrad.compile import _MISS
 from test_compile import X3, Y3, _branchy, _close, _regression
 from test_ops import CASES
 
@@ -233,6 +234,7 @@ def test_unrolled_call_results_are_fresh_where_anyone_can_tell():
     f = tg.compile(s, specialize_after=0)
     for _ in range(3):
         f(X, Y, 0.1)
+    assert f._hot[0]((X, Y, 0.1)) is not _MISS             # the unrolled call takes it
     kept = [f(X, Y, 0.1) for _ in range(4)]                 # held: all distinct
     assert len({id(t) for t in kept}) == 4
     assert len({t.item() for t in kept}) == 4

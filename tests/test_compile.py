@@ -413,3 +413,25 @@ def test_python_numbers_in_closure_and_globals_are_guarded():
         assert "global LR" in f.explain() and "closure variable scale" in f.explain()
     finally:
         LR = 0.5
+
+
+def test_tensor_made_between_calls_is_not_overwritten():
+    """A replay copies the current .grad into the slot the .grad had when it recorded: the
+    path holds that slot, so a tensor made between calls never lives there."""
+    tg.manual_seed(0)
+    net = tg.nn.Sequential(tg.nn.Linear(3, 4), tg.nn.ReLU(), tg.nn.Linear(4, 2)).double()
+    opt = tg.optim.SGD(net.parameters(), lr=0.1)
+    X, Y = tg.tensor(X3), tg.tensor(Y3)
+
+    @tg.compile
+    def step(X, Y):
+        opt.zero_grad()
+        loss = ((net(X) - Y) ** 2).mean()
+        loss.backward()
+        opt.step()
+        return loss
+    made = []
+    for _ in range(6):
+        step(X, Y)
+        made.append(tg.zeros(4, 3, dtype=tg.float64))
+    assert all(float(z.abs().sum()) == 0.0 for z in made)
