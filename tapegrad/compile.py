@@ -431,13 +431,15 @@ class Path:
         return self.fast or None
 
     def fast_args(self):
-        """The arrays the specialized program takes (rebuilt when the tape reallocates)."""
+        """What the specialized program takes before its result slots: the addresses of the
+        arrays it uses (rebuilt when the tape reallocates; the arrays are kept with them)."""
         T = TAPE
         if self._fgen != T.gen:
             have = {"off": T.off, "goff": T.goff, "F32": T.F[0], "C32": self.C[0],
                     "G32": T.G[0], "F64": T.F[1], "C64": self.C[1], "G64": T.G[1],
                     "V": self.V, "M": self.M}
-            self._fargs = tuple(have[a] for a in self.fast.ARRAYS)
+            self._farrays = tuple(have[a] for a in self.fast.ARRAYS)
+            self._fargs = (codegen.pointers(self._farrays),)
             self._fgen = T.gen
         return self._fargs
 
