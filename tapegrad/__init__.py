@@ -7,7 +7,7 @@
 """
 import builtins as _builtins
 
-from . import cuda
+from . import cuda, dtypes as _dtypes
 from .dtypes import (Size, bool_ as bool, device, dtype, enable_grad, float32, float64,
                      get_default_dtype, inference_mode, int8, int16, int32, int64,
                      is_grad_enabled, no_grad, set_default_dtype, set_grad_enabled, uint8)
@@ -16,7 +16,7 @@ from .factory import (arange, as_tensor, empty, empty_like, eye, from_numpy, ful
                       randperm, scalar_tensor, zeros, zeros_like)
 from .random import Generator, initial_seed, manual_seed, seed
 from .tape import TAPE as _TAPE
-from .tensor import Tensor, cat, stack, tensor
+from .tensor import Tensor, cat, get_printoptions, set_printoptions, stack, tensor
 from .compile import compile
 
 __version__ = "0.1.0"
@@ -46,7 +46,8 @@ for _name in ("neg", "abs", "exp", "log", "sqrt", "sin", "cos", "tanh", "sigmoid
               "argmin", "all", "any", "matmul", "mm", "mv", "dot", "t", "transpose", "permute",
               "reshape", "flatten", "squeeze", "unsqueeze", "allclose", "equal", "eq", "ne",
               "lt", "le", "gt", "ge", "maximum", "minimum", "isnan", "numel", "clone", "detach",
-              "mul", "multiply", "div", "divide", "sub", "add", "swapaxes"):
+              "mul", "multiply", "div", "divide", "sub", "add", "swapaxes", "addcmul", "addcdiv",
+              "lerp", "clamp_min", "clamp_max", "var", "std"):
     globals()[_name] = _method(_name)
 negative, absolute, subtract = neg, abs, sub
 
@@ -74,16 +75,13 @@ def is_floating_point(x):
 
 
 def set_default_device(device):
-    if str(device) != "cpu":
+    """Only the CPU exists here: 'cpu', device('cpu') and None are accepted."""
+    if device is not None and _dtypes.device(device).type != "cpu":
         raise RuntimeError(f"tapegrad runs on the CPU only, not on {device}")
 
 
 def get_default_device():
     return device("cpu")
-
-
-def set_printoptions(**kwargs):
-    pass
 
 
 class _TypedTensor(Tensor):

@@ -5,7 +5,7 @@ import numpy as np
 
 
 class dtype:
-    """A tensor element type, named as in PyTorch (``tapegrad.float32`` prints ``torch.float32``)."""
+    """A tensor element type, named as in PyTorch: ``tapegrad.float32`` prints torch.float32."""
     __slots__ = ("name", "np", "code", "is_floating_point", "is_bool", "itemsize")
 
     def __init__(self, name, np_type, code):
@@ -81,27 +81,48 @@ class Size(tuple):
 
 
 class device:
-    """Only the CPU exists here: ``device('cpu')``; 'cuda' is refused as PyTorch does without GPU."""
+    """torch.device: a type and an optional index, ``device('cpu')``, ``device('cuda:0')``,
+    ``device('cpu', 0)``. Tensors live on the CPU only; naming a CUDA device is allowed."""
+    __slots__ = ("type", "index")
 
     def __init__(self, type="cpu", index=None):
-        type = str(type)
-        if type.split(":")[0] not in ("cpu", "cuda", "meta"):
-            raise RuntimeError(f"Expected one of cpu, cuda device type at start of device string: "
-                               f"{type}")
-        self.type = type.split(":")[0]
+        if isinstance(type, device):
+            type, index = type.type, type.index if index is None else index
+        s = str(type)
+        kind, colon, idx = s.partition(":")
+        if kind not in ("cpu", "cuda", "meta"):
+            raise RuntimeError(f"Expected one of cpu, cuda, meta device type at start of device "
+                               f"string: {s}")
+        if colon:
+            if index is not None:
+                raise RuntimeError(f"type (string) must not include an index because index was "
+                                   f"passed explicitly: {s}")
+            if not idx.isdigit():
+                raise RuntimeError(f"Invalid device string: '{s}'")
+            index = int(idx)
+        if index is not None and (not isinstance(index, int) or index < 0):
+            raise RuntimeError(f"Device index must not be negative, got {index} (device {s})")
+        self.type = kind
         self.index = index
 
     def __repr__(self):
-        return f"device(type='{self.type}')"
+        if self.index is None:
+            return f"device(type='{self.type}')"
+        return f"device(type='{self.type}', index={self.index})"
 
     def __str__(self):
-        return self.type
+        return self.type if self.index is None else f"{self.type}:{self.index}"
 
     def __eq__(self, other):
-        return str(self) == str(other)
+        if not isinstance(other, device):
+            return NotImplemented
+        return (self.type, self.index) == (other.type, other.index)
 
     def __hash__(self):
-        return hash(self.type)
+        return hash((self.type, self.index))
+
+    def __reduce__(self):
+        return (device, (self.type, self.index))
 
 
 # ---- grad mode ----

@@ -83,6 +83,9 @@ def arange(start, end=None, step=1, dtype=None, device=None, requires_grad=False
 
 
 def linspace(start, end, steps, dtype=None, device=None, requires_grad=False):
+    """`steps` evenly spaced values from start to end, both included (the default float dtype)."""
+    if steps < 0:
+        raise RuntimeError(f"number of steps must be non-negative (linspace got {steps})")
     dt = dtype or D.get_default_dtype()
     s = [v.item() if isinstance(v, Tensor) else v for v in (start, end)]
     return _from_array(np.linspace(s[0], s[1], int(steps)), dt, requires_grad)
@@ -150,7 +153,10 @@ def normal(mean=0.0, std=1.0, size=None, *, generator=None, dtype=None, out=None
 def from_numpy(a):
     """A tensor with the dtype of NumPy array `a` (values are copied into tapegrad's arena)."""
     if not isinstance(a, np.ndarray):
-        raise TypeError(f"expected np.ndarray (got {type(a).__name__})")
+        kind = type(a)
+        name = kind.__name__ if kind.__module__ == "builtins" else \
+            f"{kind.__module__}.{kind.__name__}"
+        raise TypeError(f"expected np.ndarray (got {name})")
     return _from_array(a, D.from_np(a.dtype))
 
 

@@ -528,6 +528,65 @@ def _getitem(x, idx):
                    0, rg)
 
 
+# PyTorch's names of dtypes in its error messages: ScalarType names and C++ type names
+_SCALAR_NAMES = {"float32": "Float", "float64": "Double", "int64": "Long", "int32": "Int",
+                 "int16": "Short", "int8": "Char", "uint8": "Byte", "bool": "Bool"}
+_CPP_NAMES = {"float32": "float", "float64": "double", "int64": "long int", "int32": "int",
+              "int16": "short int", "int8": "signed char", "uint8": "unsigned char",
+              "bool": "bool"}
+
+
+def _check_cast(result, out):
+    """An in-place op may not write a result of a higher kind (float into int, int into bool)."""
+    if D.category(result) > D.category(out):
+        raise RuntimeError(f"result type {_SCALAR_NAMES[result.name]} can't be cast to the "
+                           f"desired output type {_SCALAR_NAMES[out.name]}")
+
+
+def _named(t, fn):
+    """t with the grad_fn name PyTorch gives a composite op's result."""
+    if t._fn is not None:
+        t._fn = fn
+    return t
+
+
+def _scaled(x, value):
+    return x if _is_one(value) else value * x
+
+
+def _tensor_arg(o, name):
+    if not isinstance(o, Tensor):
+        raise TypeError(f"{name}(): argument 'other' (position 1) must be Tensor, not "
+                        f"{type(o).__name__}")
+    return o
+
+
+def _check_addcdiv(t1, t2):
+    if all(isinstance(t, Tensor) and not t._dt.is_floating_point for t in (t1, t2)):
+        raise RuntimeError("Integer division with addcdiv is no longer supported, and in a "
+                           "future release addcdiv will perform a true division of tensor1 and "
+                           "tensor2. Use (input + value * tensor1 / tensor2) for float inputs.")
+
+
+def _check_lerp(t, end, weight):
+    if not t._dt.is_floating_point:
+        raise NotImplementedError(f'"lerp_kernel_scalar" not implemented for '
+                                  f"'{_SCALAR_NAMES[t._dt.name]}'")
+    for name, v in (("end", end), ("weight", weight)):
+        if name == "end" and not isinstance(v, Tensor):
+            raise TypeError(f"lerp(): argument 'end' (position 1) must be Tensor, not "
+                            f"{type(v).__name__}")
+        if isinstance(v, Tensor) and v._dt is not t._dt:
+            raise RuntimeError(f"expected dtype {_CPP_NAMES[t._dt.name]} for `{name}` but got "
+                               f"dtype {_CPP_NAMES[v._dt.name]}")
+
+
+def _check_random(t, kernel):
+    if not t._dt.is_floating_point:
+        raise NotImplementedError(f'"{kernel}" not implemented for '
+                                  f"'{_SCALAR_NAMES[t._dt.name]}'")
+
+
 def _check_inplace(t, other_rg=False):
     if _Mode.enabled and t._rg and t._fn is None:
         raise RuntimeError("a leaf Variable that requires grad is being used in an in-place "
@@ -649,52 +708,162 @@ def _matmul(a, b, name="matmul"):
     return _record(OP_MATMUL, a._slot, b._slot, out, a._dt, rg, fn, aux, saves, a._rg, b._rg)
 
 
-# ---- printing ----
-def _fmt_floats(vals):
-    finite = vals[np.isfinite(vals)]
-    if finite.size == 0:
-        return lambda v: _special(v) or f"{v:.4f}", False
-    amax, amin = np.abs(finite).max(), np.abs(finite).min()
-    ints = np.all(finite == np.round(finite))
-    if ints and amax < 1e8:
-        return (lambda v: _special(v) or f"{v:.0f}."), True
-    if amax >= 1e8 or (amin > 0 and amax / amin > 1000) or (amax < 1e-4 and amax > 0):
-        return (lambda v: _special(v) or f"{v:.4e}"), False
-    return (lambda v: _special(v) or f"{v:.4f}"), False
+# ---- printing: PyTorch's layout, one formatter (width and notation) for all elements ----
+class _PrintOptions:
+    precision = 4
+    threshold = 1000
+    edgeitems = 3
+    linewidth = 80
+    sci_mode = None
 
 
-def _special(v):
-    if v != v:
-        return "nan"
-    if v in (math.inf, -math.inf):
-        return "inf" if v > 0 else "-inf"
-    return None
+_PRINT_OPTS = _PrintOptions()
+_PROFILES = {"default": (4, 1000, 3), "short": (2, 1000, 2), "full": (4, math.inf, 3)}
 
 
-def _format_values(arr, dt):
-    if dt.is_bool:
-        f = str
-    elif dt.is_floating_point:
-        f, _ = _fmt_floats(arr.astype(np.float64).reshape(-1))
+def set_printoptions(precision=None, threshold=None, edgeitems=None, linewidth=None,
+                     profile=None, sci_mode=None):
+    """How tensors print, as torch.set_printoptions: digits, summarization above `threshold`
+    elements (`edgeitems` kept at each end), line width, and scientific notation on/off/auto."""
+    if profile is not None:
+        if profile not in _PROFILES:
+            raise ValueError(f"set_printoptions: profile must be one of {sorted(_PROFILES)}, "
+                             f"got {profile!r}")
+        _PRINT_OPTS.precision, _PRINT_OPTS.threshold, _PRINT_OPTS.edgeitems = _PROFILES[profile]
+        _PRINT_OPTS.linewidth = 80
+    for name, v in (("precision", precision), ("threshold", threshold),
+                    ("edgeitems", edgeitems), ("linewidth", linewidth)):
+        if v is not None:
+            setattr(_PRINT_OPTS, name, v)
+    _PRINT_OPTS.sci_mode = sci_mode
+
+
+def get_printoptions():
+    return {k: getattr(_PRINT_OPTS, k) for k in
+            ("precision", "threshold", "edgeitems", "linewidth", "sci_mode")}
+
+
+class _Formatter:
+    """Width and notation of one tensor's elements, chosen from its nonzero finite values."""
+
+    def __init__(self, values, dt):
+        self.floating = dt.is_floating_point
+        self.int_mode, self.sci_mode, self.max_width = True, False, 1
+        flat = values.reshape(-1)
+        p = _PRINT_OPTS.precision
+        if not self.floating:
+            self.max_width = max([1] + [len(f"{v}") for v in flat.tolist()])
+        else:
+            nz = flat.astype(np.float64)
+            nz = nz[np.isfinite(nz) & (nz != 0)]
+            if nz.size:
+                big, small = np.abs(nz).max(), np.abs(nz).min()
+                self.int_mode = bool(np.all(nz == np.ceil(nz)))
+                self.sci_mode = bool(big / small > 1000.0 or big > 1.0e8 or small < 1.0e-4) \
+                    if _PRINT_OPTS.sci_mode is None else _PRINT_OPTS.sci_mode
+                if self.sci_mode:
+                    widths = [len(f"{v:.{p}e}") for v in nz.tolist()]
+                elif self.int_mode:
+                    widths = [len(f"{v:.0f}") + 1 for v in nz.tolist()]
+                else:
+                    widths = [len(f"{v:.{p}f}") for v in nz.tolist()]
+                self.max_width = max(widths)
+
+    def format(self, v):
+        p = _PRINT_OPTS.precision
+        if not self.floating:
+            s = f"{v}"
+        elif self.sci_mode:
+            s = f"{v:{self.max_width}.{p}e}"
+        elif self.int_mode:
+            s = f"{v:.0f}" + ("" if math.isinf(v) or math.isnan(v) else ".")
+        else:
+            s = f"{v:.{p}f}"
+        return (self.max_width - len(s)) * " " + s
+
+
+def _summarized(a):
+    """The elements that a summarized print shows (edgeitems at each end of every dim)."""
+    e = _PRINT_OPTS.edgeitems
+    if a.ndim == 0:
+        return a
+    if a.ndim == 1:
+        return np.concatenate([a[:e], a[-e:]]) if a.shape[0] > 2 * e else a
+    if not e:
+        return np.zeros((0,) * a.ndim, a.dtype)
+    rows = list(range(e)) + list(range(len(a) - e, len(a))) if len(a) > 2 * e else \
+        range(len(a))
+    return np.stack([_summarized(a[i]) for i in rows])
+
+
+def _vector_str(a, indent, summarize, fmt):
+    per_line = max(1, int(math.floor((_PRINT_OPTS.linewidth - indent) / (fmt.max_width + 2))))
+    e = _PRINT_OPTS.edgeitems
+    if summarize and not e:
+        data = ["..."]
+    elif summarize and a.shape[0] > 2 * e:
+        data = [fmt.format(v) for v in a[:e].tolist()] + [" ..."] + \
+            [fmt.format(v) for v in a[-e:].tolist()]
     else:
-        f = str
-    if arr.ndim == 0:
-        return f(arr.item())
-    flat = [f(v) for v in arr.reshape(-1).tolist()]
-    width = max((len(s) for s in flat), default=0)
-    flat = [s.rjust(width) for s in flat]
+        data = [fmt.format(v) for v in a.tolist()]
+    lines = [", ".join(data[i:i + per_line]) for i in range(0, len(data), per_line)]
+    return "[" + (",\n" + " " * (indent + 1)).join(lines) + "]"
 
-    def rec(shape, pos, indent):
-        if len(shape) == 1:
-            items = flat[pos:pos + shape[0]]
-            per = max(1, (80 - indent) // (width + 2))
-            lines = [", ".join(items[i:i + per]) for i in range(0, len(items), per)]
-            return "[" + (",\n" + " " * (indent + 1)).join(lines) + "]"
-        step = _prod(shape[1:])
-        parts = [rec(shape[1:], pos + i * step, indent + 1) for i in range(shape[0])]
-        sep = "," + "\n" * (len(shape) - 1) + " " * (indent + 1)
-        return "[" + sep.join(parts) + "]"
-    return rec(arr.shape, 0, 7)
+
+def _layout(a, indent, summarize, fmt):
+    if a.ndim == 0:
+        return fmt.format(a.item())
+    if a.ndim == 1:
+        return _vector_str(a, indent, summarize, fmt)
+    e = _PRINT_OPTS.edgeitems
+    if summarize and len(a) > 2 * e:
+        rows = [_layout(a[i], indent + 1, summarize, fmt) for i in range(e)] + ["..."] + \
+            [_layout(a[i], indent + 1, summarize, fmt) for i in range(len(a) - e, len(a))]
+    else:
+        rows = [_layout(a[i], indent + 1, summarize, fmt) for i in range(len(a))]
+    return "[" + ("," + "\n" * (a.ndim - 1) + " " * (indent + 1)).join(rows) + "]"
+
+
+def _add_suffixes(text, suffixes, indent):
+    """Append ', dtype=...', ', grad_fn=...' (a new line when the line would pass linewidth)."""
+    parts = [text]
+    last = len(text) - text.rfind("\n") + 1
+    for suffix in suffixes:
+        if last + len(suffix) + 2 > _PRINT_OPTS.linewidth:
+            parts.append(",\n" + " " * indent + suffix)
+            last = indent + len(suffix)
+        else:
+            parts.append(", " + suffix)
+            last += len(suffix) + 2
+    return "".join(parts) + ")"
+
+
+def _tensor_repr(t, values):
+    """repr(t) as PyTorch prints it, for the values `values` (a NumPy array)."""
+    from .nn import Parameter
+    plain = type(t) is Tensor or type(t) is Parameter
+    prefix = "tensor(" if plain else f"{type(t).__name__}("
+    indent, dt, suffixes = len(prefix), t._dt, []
+    if values.size == 0:
+        if values.ndim != 1:
+            suffixes.append(f"size={tuple(values.shape)}")
+        if dt is not D.get_default_dtype():
+            suffixes.append(f"dtype={dt!r}")
+        body = "[]"
+    else:
+        if not _PRINT_OPTS.edgeitems:
+            suffixes.append(f"size={tuple(values.shape)}")
+        if dt not in (D.get_default_dtype(), D.int64, D.bool_):
+            suffixes.append(f"dtype={dt!r}")
+        summarize = values.size > _PRINT_OPTS.threshold
+        fmt = _Formatter(_summarized(values) if summarize else values, dt)
+        body = _layout(values, indent, summarize, fmt)
+    if t._fn is not None:
+        suffixes.append(f"grad_fn=<{t._fn}>")
+    elif t._rg:
+        suffixes.append("requires_grad=True")
+    text = _add_suffixes(prefix + body, suffixes, indent)
+    return text if plain or not isinstance(t, Parameter) else f"Parameter({text})"
 
 
 class Tensor:
@@ -796,27 +965,16 @@ class Tensor:
     def __repr__(self):
         from .compile import Quiet
         with Quiet():                           # printing records no guard
-            body = _format_values(self._value(), self._dt)
-        extra = []
-        if self._dt not in (D.get_default_dtype(), D.int64, D.bool_) or (
-                _prod(self._shape) == 0 and self._dt is not D.get_default_dtype()):
-            extra.append(f"dtype={self._dt!r}")
-        if self._fn is not None:
-            extra.append(f"grad_fn=<{self._fn}>")
-        elif self._rg:
-            extra.append("requires_grad=True")
-        if _prod(self._shape) == 0 and self._shape != (0,):
-            extra.insert(0, f"size={tuple(self._shape)}")
-        return "tensor(" + ", ".join([body] + extra) + ")"
-
-    __str__ = __repr__
+            return _tensor_repr(self, self._value())
 
     def __format__(self, spec):
-        if not self._shape or (spec and _prod(self._shape) == 1):
+        """f'{t:.2f}' formats the number of a 0-d tensor; other tensors format only as str(t)
+        (a format spec raises TypeError, as in PyTorch)."""
+        if not self._shape and type(self) is Tensor:
             from .compile import Quiet
             with Quiet():
-                return format(self._value().reshape(-1)[0].item(), spec)
-        return format(str(self), spec)
+                return format(self._value().item(), spec)
+        return object.__format__(self, spec)
 
     # ---- metadata ----
     @property
@@ -1017,8 +1175,12 @@ class Tensor:
         r = np.asarray(np.mod(self._value(), o._value() if isinstance(o, Tensor) else o))
         return _make_np(r) if not self._dt.is_floating_point else tensor(r, dtype=self._dt)
 
-    add = lambda self, o, alpha=1: _binary(OP_ADD, self, o if _is_one(alpha) else o * alpha)
-    sub = lambda self, o, alpha=1: _binary(OP_SUB, self, o if _is_one(alpha) else o * alpha)
+    def add(self, o, alpha=1):
+        return _binary(OP_ADD, self, o if _is_one(alpha) else o * alpha)
+
+    def sub(self, o, alpha=1):
+        return _binary(OP_SUB, self, o if _is_one(alpha) else o * alpha)
+
     mul = __mul__
     multiply = __mul__
     div = __truediv__
@@ -1027,8 +1189,41 @@ class Tensor:
     matmul = __matmul__
     neg = __neg__
     abs = __abs__
-    maximum = lambda self, o: _binary(OP_MAXIMUM, self, o)
-    minimum = lambda self, o: _binary(OP_MINIMUM, self, o)
+
+    def maximum(self, other):
+        return _binary(OP_MAXIMUM, self, _tensor_arg(other, "maximum"))
+
+    def minimum(self, other):
+        return _binary(OP_MINIMUM, self, _tensor_arg(other, "minimum"))
+
+    def addcmul(self, tensor1, tensor2, *, value=1):
+        """self + value * tensor1 * tensor2, computed as self + (value * tensor1) * tensor2."""
+        return _named(self + _scaled(tensor1, value) * tensor2, "AddcmulBackward0")
+
+    def addcdiv(self, tensor1, tensor2, *, value=1):
+        """self + value * tensor1 / tensor2, computed as self + (value * tensor1) / tensor2."""
+        _check_addcdiv(tensor1, tensor2)
+        return _named(self + _scaled(tensor1, value) / tensor2, "AddcdivBackward0")
+
+    def lerp(self, end, weight):
+        """self + weight * (end - self); where |weight| >= 0.5, end - (end - self) * (1 - weight)
+        (PyTorch's two formulas: exact at weight 0 and 1)."""
+        _check_lerp(self, end, weight)
+        if not isinstance(weight, Tensor):
+            if abs(weight) < 0.5:
+                return _named(self + weight * (end - self), "LerpBackward0")
+            one = self._dt.np.type(1)               # 1 - weight in the tensor's precision
+            w = float(one - self._dt.np.type(weight)) if type(weight) in (int, float) else \
+                1 - weight
+            return _named(end - (end - self) * w, "LerpBackward0")
+        small = self + weight * (end - self)
+        large = end - (end - self) * (1 - weight)
+        mask = np.broadcast_to(np.abs(weight._value()) < 0.5, small._shape).reshape(-1)
+        if mask.all() or not mask.any():
+            return _named(small if mask.all() else large, "LerpBackward1")
+        both = cat([large.reshape(-1), small.reshape(-1)])        # pick per element
+        pick = _make_np(np.arange(mask.size) + mask.size * mask, D.int64)
+        return _named(both[pick].reshape(small._shape), "LerpBackward1")
 
     def mm(self, o):
         if len(self._shape) != 2 or not isinstance(o, Tensor) or len(o._shape) != 2:
@@ -1090,9 +1285,19 @@ class Tensor:
             return r
         lo = -math.inf if min is None else float(min)
         hi = math.inf if max is None else float(max)
-        return _unary(OP_CLAMP, self, params=(lo, hi))
+        x = self
+        if not self._dt.is_floating_point and any(isinstance(v, (float, np.floating))
+                                                  for v in (min, max)):
+            x = self.to(D.get_default_dtype())
+        return _unary(OP_CLAMP, x, params=(lo, hi))
 
     clip = clamp
+
+    def clamp_min(self, min):
+        return _named(self.clamp(min=min), f"ClampMinBackward{int(isinstance(min, Tensor))}")
+
+    def clamp_max(self, max):
+        return _named(self.clamp(max=max), f"ClampMaxBackward{int(isinstance(max, Tensor))}")
 
     def square(self):
         return self * self
@@ -1107,6 +1312,26 @@ class Tensor:
         x = self if dtype is None else self.to(dtype)
         return _reduce(OP_MEAN, x, dim, keepdim, "MeanBackward0" if dim is None else
                        "MeanBackward1")
+
+    def var(self, dim=None, unbiased=None, keepdim=False, *, correction=None):
+        """Variance over dim (all elements by default), dividing by N - correction (1: the
+        unbiased estimate; unbiased=False means correction=0)."""
+        if isinstance(dim, bool):                   # var(unbiased) call form
+            dim, unbiased = None, dim
+        if correction is None:
+            correction = 1 if unbiased is None or unbiased else 0
+        if not self._dt.is_floating_point:
+            raise RuntimeError(f"std and var only support floating point and complex dtypes, got "
+                               f"{_SCALAR_NAMES[self._dt.name]}")
+        dims = range(self.dim()) if dim is None else (dim,) if isinstance(dim, int) else dim
+        n = _prod(self._shape[_dim(d, self.dim(), "var")] for d in dims) if self._shape else 1
+        d = self - self.mean(dim, keepdim=True)
+        return _named((d * d).sum(dim, keepdim) / max(n - correction, 0), "VarBackward0")
+
+    def std(self, dim=None, unbiased=None, keepdim=False, *, correction=None):
+        """Standard deviation: sqrt of var with the same arguments."""
+        return _named(self.var(dim, unbiased, keepdim, correction=correction).sqrt(),
+                      "StdBackward0")
 
     def norm(self, p="fro", dim=None, keepdim=False):
         if p not in ("fro", 2, 2.0):
@@ -1430,7 +1655,14 @@ class Tensor:
     def _inplace_binary(self, op, o, fn):
         _check_inplace(self)
         if self._slot < 0:
-            r = _binary_numpy(op, self, o, self._dt, False) if self._dt is not D.bool_ else None
+            dt = _result_dtype(self, _tensor_of(o) if isinstance(o, (list, np.ndarray)) else o)
+            if op == OP_DIV and not dt.is_floating_point:
+                dt = D.get_default_dtype()
+            _check_cast(dt, self._dt)
+            r = _binary_numpy(op, self, o, dt, False)
+            if r._shape != self._shape:
+                raise RuntimeError(f"output with shape {list(self._shape)} doesn't match the "
+                                   f"broadcast shape {list(r._shape)} ({OPS[op].name}_)")
             self._np[...] = r._np
             return self
         o_rg = isinstance(o, Tensor) and o._rg
@@ -1495,7 +1727,9 @@ class Tensor:
     def _inplace_unary(self, op, fn, params=None):
         _check_inplace(self)
         if self._slot < 0:
-            self._np[...] = _unary(op, self, params=params)._np
+            r = _unary(op, self, params=params)
+            _check_cast(r._dt, self._dt)
+            self._np[...] = r._value()
             return self
         if _Mode.enabled and self._rg:
             x = self.clone() if OPS[op].saves & SAVE_A else self
@@ -1511,7 +1745,61 @@ class Tensor:
     def relu_(self):
         return self._inplace_unary(OP_RELU, "ReluBackward0")
 
+    def sqrt_(self):
+        return self._inplace_unary(OP_SQRT, "SqrtBackward0")
+
+    def abs_(self):
+        return self._inplace_unary(OP_ABS, "AbsBackward0")
+
+    def log_(self):
+        return self._inplace_unary(OP_LOG, "LogBackward0")
+
+    def sin_(self):
+        return self._inplace_unary(OP_SIN, "SinBackward0")
+
+    def cos_(self):
+        return self._inplace_unary(OP_COS, "CosBackward0")
+
+    def clamp_min_(self, min):
+        if isinstance(min, Tensor):
+            return self._inplace_binary(OP_MAXIMUM, min, "ClampMinBackward1")
+        return self._inplace_unary(OP_CLAMP, "ClampMinBackward0", (float(min), math.inf))
+
+    def clamp_max_(self, max):
+        if isinstance(max, Tensor):
+            return self._inplace_binary(OP_MINIMUM, max, "ClampMaxBackward1")
+        return self._inplace_unary(OP_CLAMP, "ClampMaxBackward0", (-math.inf, float(max)))
+
+    def addcmul_(self, tensor1, tensor2, *, value=1):
+        """self += value * tensor1 * tensor2 (Adam's and RMSprop's second moments)."""
+        return self._inplace_binary(OP_ADD, _scaled(tensor1, value) * tensor2,
+                                    "AddcmulBackward0")
+
+    def addcdiv_(self, tensor1, tensor2, *, value=1):
+        """self += value * tensor1 / tensor2 (Adam's and RMSprop's parameter update)."""
+        _check_addcdiv(tensor1, tensor2)
+        return self._inplace_binary(OP_ADD, _scaled(tensor1, value) / tensor2,
+                                    "AddcdivBackward0")
+
+    def lerp_(self, end, weight):
+        """self = self + weight * (end - self), as lerp (Adam's first moment)."""
+        _check_lerp(self, end, weight)
+        if not isinstance(weight, Tensor) and abs(weight) < 0.5:
+            return self._inplace_binary(OP_ADD, weight * (end - self), "LerpBackward0")
+        r = self.lerp(end, weight)
+        if r._shape != self._shape:
+            raise RuntimeError(f"output with shape {list(self._shape)} doesn't match the "
+                               f"broadcast shape {list(r._shape)} (lerp_)")
+        if _Mode.enabled and (self._rg or r._rg):
+            _check_inplace(self)
+            return self._assign(r, "LerpBackward0")
+        return self.copy_(r)
+
     def clamp_(self, min=None, max=None):
+        if min is None and max is None:
+            raise RuntimeError("torch.clamp: At least one of 'min' or 'max' must not be None")
+        if any(isinstance(v, (float, np.floating)) for v in (min, max)):
+            _check_cast(D.get_default_dtype(), self._dt)
         lo = -math.inf if min is None else float(min)
         hi = math.inf if max is None else float(max)
         return self._inplace_unary(OP_CLAMP, "ClampBackward1", (lo, hi))
@@ -1530,6 +1818,9 @@ class Tensor:
 
     def fill_(self, value):
         _check_inplace(self)
+        if isinstance(value, Tensor) and value.dim():
+            raise RuntimeError(f"fill_ only supports 0-dimension value tensor but got tensor "
+                               f"with {value.dim()} dimensions.")
         if self._slot < 0:
             self._np[...] = value._value() if isinstance(value, Tensor) else value
             return self
@@ -1548,6 +1839,10 @@ class Tensor:
     def copy_(self, src, non_blocking=False):
         _check_inplace(self)
         src = _tensor_of(src)
+        out, _ = _broadcast(self._shape, src._shape, "copy_")
+        if out != self._shape:
+            raise RuntimeError(f"output with shape {list(self._shape)} doesn't match the "
+                               f"broadcast shape {list(out)} (copy_)")
         if self._slot < 0:
             self._np[...] = np.broadcast_to(src._value(), self._shape)
             return self
@@ -1572,16 +1867,32 @@ class Tensor:
             _bump(self)
         return self
 
-    def normal_(self, mean=0.0, std=1.0, generator=None):
+    def normal_(self, mean=0.0, std=1.0, *, generator=None):
+        """Fill with samples of N(mean, std^2), in place: ``w.data.normal_(0, 0.01)``."""
         from .random import _rng
+        _check_random(self, "normal_kernel_cpu")
+        if not std >= 0.0:
+            raise RuntimeError(f"normal expects std >= 0.0, but found std {std}")
         return self._write_now(_rng(generator).normal(mean, std, self._shape))
 
-    def uniform_(self, a=0.0, b=1.0, generator=None):
+    def uniform_(self, from_=0.0, to=1.0, *, generator=None, **kwargs):
+        """Fill with samples of U[from, to), in place (``from`` is also accepted by keyword)."""
         from .random import _rng
-        return self._write_now(_rng(generator).uniform(a, b, self._shape))
+        from_ = kwargs.pop("from", from_)
+        if kwargs:
+            raise TypeError(f"uniform_() got an unexpected keyword argument "
+                            f"'{next(iter(kwargs))}'")
+        _check_random(self, "check_uniform_bounds")
+        if from_ > to:
+            raise RuntimeError(f"uniform_ expects to return a [from, to) range, but found "
+                               f"from={from_} > to={to}")
+        return self._write_now(_rng(generator).uniform(from_, to, self._shape))
 
-    def exponential_(self, lambd=1.0, generator=None):
+    def exponential_(self, lambd=1.0, *, generator=None):
         from .random import _rng
+        _check_random(self, "exponential_cpu")
+        if not lambd > 0.0:
+            raise RuntimeError(f"exponential_ expects lambda > 0.0, but found lambda={lambd}")
         return self._write_now(_rng(generator).exponential(1.0 / lambd, self._shape))
 
 
