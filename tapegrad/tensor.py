@@ -3,6 +3,7 @@
 Float tensors (float32, float64) live in tape slots and every op on them appends one record.
 Integer and bool tensors are never differentiable: they hold a NumPy array and compute eagerly.
 """
+import copy
 import math
 import weakref
 from collections import namedtuple
@@ -51,6 +52,12 @@ def _dim(d, nd, op="dim"):
         raise IndexError(f"Dimension out of range (expected to be in range of [{-n}, {n - 1}], "
                          f"but got {d}) in {op}")
     return d % n
+
+
+def _rebuild(values, dtype_name, requires_grad):
+    """A pickled tensor, loaded (Tensor.__reduce_ex__)."""
+    dt = next(d for d in D.ALL if d.name == dtype_name)
+    return tensor(values, dtype=dt).requires_grad_(requires_grad)
 
 
 def _make(slot, shape, dt, rg=False, rec=-1, fn=None, cls=None):
@@ -898,6 +905,38 @@ class Tensor:
                     tape.recrefs[self._rec] -= 1
             except Exception:       # interpreter shutdown
                 pass
+
+    # ---- copying and pickling: new storage, as torch's ----
+    _INTERNAL = frozenset(("_grad", "_base", "_src", "_np", "_vt"))
+
+    def __deepcopy__(self, memo):
+        """A new leaf holding a copy of the values, requires_grad, .grad and attributes."""
+        if id(self) in memo:
+            return memo[id(self)]
+        if not self.is_leaf:
+            raise RuntimeError("Only Tensors created explicitly by the user (graph leaves) "
+                               "support the deepcopy protocol at the moment.")
+        with D.no_grad():
+            new = self.clone()
+        new.requires_grad_(self.requires_grad)
+        memo[id(self)] = new
+        if self.grad is not None:
+            new.grad = copy.deepcopy(self.grad, memo)
+        for k, v in self.__dict__.items():
+            if k not in self._INTERNAL:
+                setattr(new, k, copy.deepcopy(v, memo))
+        return new
+
+    def __reduce_ex__(self, proto):
+        """Pickled (and copy.copy'd) as its values: storage is never shared with the copy."""
+        if self.requires_grad and not self.is_leaf:
+            raise RuntimeError("Cowardly refusing to serialize non-leaf tensor which "
+                               "requires_grad, since autograd does not support crossing "
+                               "process boundaries.  If you just want to transfer the data, "
+                               "call detach() on the tensor before serializing (e.g., putting "
+                               "it on the queue).")
+        state = {k: v for k, v in self.__dict__.items() if k not in self._INTERNAL}
+        return (_rebuild, (self.detach().numpy(), self._dt.name, self.requires_grad), state)
 
     # ---- values ----
     def _value(self):

@@ -438,3 +438,53 @@ def test_devices_and_dtype_aliases():
     assert len({tg.device("cpu"), tg.device("cpu")}) == 1
     assert tg.float is tg.float32 and tg.double is tg.float64 and tg.long is tg.int64
     assert tg.zeros(2, device=tg.device("cpu")).device == tg.device("cpu")
+
+
+# ---- copy, deepcopy and pickle make new storage ----
+@pytest.mark.parametrize("dtype", [tg.float32, tg.float64, tg.int64, tg.bool])
+def test_copies_do_not_share_storage(dtype):
+    import copy
+    import pickle
+    x = tg.tensor([1, 0, 3], dtype=dtype)
+    copies = [copy.copy(x), copy.deepcopy(x), pickle.loads(pickle.dumps(x))]
+    x.zero_() if dtype is not tg.bool else x.fill_(True)
+    for c in copies:
+        assert c.dtype == dtype and c.shape == x.shape
+        np.testing.assert_array_equal(c.numpy(), np.array([1, 0, 3]).astype(dtype.np))
+    x_new = tg.zeros(3, dtype=dtype)        # may take a freed slot: the copies keep theirs
+    del x_new
+    np.testing.assert_array_equal(copies[1].numpy(), np.array([1, 0, 3]).astype(dtype.np))
+
+
+def test_deepcopy_of_leaves_modules_and_state_dicts():
+    import copy
+    w = tg.tensor([1.0, 2.0], requires_grad=True)
+    (w * w).sum().backward()
+    c = copy.deepcopy(w)
+    assert c.requires_grad and c.is_leaf and c.grad.tolist() == [2.0, 4.0]
+    w.grad.zero_()
+    assert c.grad.tolist() == [2.0, 4.0]
+    with pytest.raises(RuntimeError, match="graph leaves"):
+        copy.deepcopy(w * 2)
+    net = tg.nn.Linear(2, 1)
+    net.register_buffer("count", tg.tensor([5.0]))
+    best = copy.deepcopy(net.state_dict())
+    net2 = copy.deepcopy(net)
+    with tg.no_grad():
+        net.weight.fill_(0.0)
+        net.count.fill_(0.0)
+    assert float(best["weight"].abs().sum()) > 0 and best["count"].item() == 5.0
+    assert float(net2.weight.abs().sum()) > 0 and net2.count.item() == 5.0
+    assert "count" in dict(net2.named_buffers())
+    pair = [w, w]
+    a, b = copy.deepcopy(pair)
+    assert a is b                                   # the memo keeps shared objects shared
+
+
+def test_pickle_refuses_a_non_leaf_that_requires_grad():
+    import pickle
+    w = tg.tensor([1.0], requires_grad=True)
+    with pytest.raises(RuntimeError, match="non-leaf tensor which requires_grad"):
+        pickle.dumps(w * 2)
+    p = pickle.loads(pickle.dumps(w))
+    assert p.requires_grad and p.is_leaf and p.tolist() == [1.0]
