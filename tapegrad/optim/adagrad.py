@@ -2,8 +2,7 @@
 from ..dtypes import no_grad
 from ..factory import full_like
 from ..tensor import Tensor, tensor
-from .optimizer import (Optimizer, _addcdiv_, _addcmul_, _as_double, _check_implementation,
-                        _check_lr, _scalar_dtype)
+from .optimizer import (Optimizer, _as_double, _check_implementation, _check_lr, _scalar_dtype)
 
 
 class Adagrad(Optimizer):
@@ -74,6 +73,6 @@ def _adagrad(p, grad, st, lr, g):
         neg_clr = -lr / (1 + (_as_double(step_t) - 1) * g["lr_decay"])   # -(lr / ...), exactly
     else:
         neg_clr = -lr                       # lr / (1 + (step - 1) * 0) is lr
-    _addcmul_(state_sum, grad, grad, 1)
+    state_sum.addcmul_(grad, grad, value=1)
     std = state_sum.sqrt().add_(g["eps"])
-    _addcdiv_(p, grad, std, neg_clr)
+    p.addcdiv_(grad, std, value=neg_clr)

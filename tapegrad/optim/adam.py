@@ -2,8 +2,7 @@
 from ..dtypes import no_grad
 from ..factory import zeros_like
 from ..tensor import Tensor, tensor
-from .optimizer import (Optimizer, _addcdiv_, _addcmul_, _as_double, _check_implementation,
-                        _check_lr, _lerp_, _maximum_, _scalar_dtype)
+from .optimizer import (Optimizer, _as_double, _check_implementation, _check_lr, _scalar_dtype)
 
 
 class Adam(Optimizer):
@@ -83,19 +82,19 @@ def _adam(p, grad, st, lr, g):
             p.mul_(1 - lr * wd)
         else:
             grad = grad.add(p, alpha=wd)
-    _lerp_(exp_avg, grad, 1 - beta1)
-    _addcmul_(exp_avg_sq.mul_(beta2), grad, grad, 1 - beta2)
+    exp_avg.lerp_(grad, 1 - beta1)
+    exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
     step = _as_double(step_t)
     bias_correction1 = 1 - beta1 ** step
     bias_correction2 = 1 - beta2 ** step
     neg_step_size = -lr / bias_correction1        # -(lr / bc1), exactly
     bias_correction2_sqrt = bias_correction2 ** 0.5
     if g["amsgrad"]:
-        _maximum_(st["max_exp_avg_sq"], exp_avg_sq)
+        st["max_exp_avg_sq"].copy_(st["max_exp_avg_sq"].maximum(exp_avg_sq))
         denom = (st["max_exp_avg_sq"].sqrt() / bias_correction2_sqrt).add_(g["eps"])
     else:
         denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(g["eps"])
-    _addcdiv_(p, exp_avg, denom, neg_step_size)
+    p.addcdiv_(exp_avg, denom, value=neg_step_size)
 
 
 class AdamW(Adam):

@@ -88,37 +88,6 @@ def _check_implementation(name, foreach=None, fused=None, differentiable=False):
                            f"optimizer step is not differentiated through)")
 
 
-# ---- in-place ops of PyTorch's update rules, composed in PyTorch's arithmetic order ----
-def _scaled(a, value):
-    return a if type(value) in (int, float) and value == 1 else a * value
-
-
-def _addcmul(t, a, b, value=1):
-    """t + value * a * b (torch.addcmul), computed as t + (value * a) * b."""
-    return t + _scaled(a, value) * b
-
-
-def _addcmul_(t, a, b, value=1):
-    return t.add_(_scaled(a, value) * b)
-
-
-def _addcdiv_(t, a, b, value=1):
-    """t += value * a / b (Tensor.addcdiv_), computed as t + (value * a) / b."""
-    return t.add_(_scaled(a, value) / b)
-
-
-def _lerp_(t, end, weight):
-    """t.lerp_(end, weight) for a Python weight, with PyTorch's two formulas."""
-    if abs(weight) < 0.5:
-        return t.add_((end - t) * weight)
-    return t.copy_(end - (end - t) * (1 - weight))
-
-
-def _maximum_(t, other):
-    """torch.maximum(t, other, out=t)."""
-    return t.copy_(t.maximum(other))
-
-
 def _as_double(t):
     return t if t._dt is D.float64 else t.double()
 

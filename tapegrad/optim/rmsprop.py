@@ -2,8 +2,7 @@
 from ..dtypes import no_grad
 from ..factory import zeros_like
 from ..tensor import Tensor, tensor
-from .optimizer import (Optimizer, _addcdiv_, _addcmul, _addcmul_, _check_implementation,
-                        _check_lr, _lerp_, _scalar_dtype)
+from .optimizer import (Optimizer, _check_implementation, _check_lr, _scalar_dtype)
 
 
 class RMSprop(Optimizer):
@@ -68,17 +67,17 @@ def _rmsprop(p, grad, st, lr, g):
     st["step"].add_(1)
     if g["weight_decay"] != 0:
         grad = grad.add(p, alpha=g["weight_decay"])
-    _addcmul_(square_avg.mul_(alpha), grad, grad, 1 - alpha)
+    square_avg.mul_(alpha).addcmul_(grad, grad, value=1 - alpha)
     if g["centered"]:
         grad_avg = st["grad_avg"]
-        _lerp_(grad_avg, grad, 1 - alpha)
-        avg = _addcmul(square_avg, grad_avg, grad_avg, -1).sqrt()
+        grad_avg.lerp_(grad, 1 - alpha)
+        avg = square_avg.addcmul(grad_avg, grad_avg, value=-1).sqrt()
     else:
         avg = square_avg.sqrt()
     avg = avg.add_(g["eps"])
     if g["momentum"] > 0:
         buf = st["momentum_buffer"]
-        _addcdiv_(buf.mul_(g["momentum"]), grad, avg)
+        buf.mul_(g["momentum"]).addcdiv_(grad, avg)
         p.add_(buf, alpha=-lr)
     else:
-        _addcdiv_(p, grad, avg, -lr)
+        p.addcdiv_(grad, avg, value=-lr)
