@@ -109,5 +109,5 @@ class BoolTensor(_TypedTensor):
     _dtype = bool
 
 
-from . import autograd, nn, optim, utils  # noqa: E402  (they import the names above)
+from . import autograd, linear_model, nn, optim, utils  # noqa: E402  (they import the names above)
 from .serialization import load, save  # noqa: E402

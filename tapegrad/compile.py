@@ -612,6 +612,10 @@ class Compiled:
         self.eager = False
         self.last = None            # the path of the last call
         self._hot = None            # (its unrolled replay, path) once the path is specialized
+        self._gc_n = 0              # tape length from which the next recording collects,
+        self._gc_call = 0           # or call number
+        self._eager_last = None     # (reason, first call, log length) of eager calls in a row
+        self._uncached = None       # the signature of the last recording if it was not cached
         self.calls = 0
         for a in ("__name__", "__qualname__", "__doc__", "__module__"):
             if hasattr(fn, a):
@@ -883,10 +887,22 @@ class Compiled:
         raise Stale(f"it returns a {type(r).__name__}")
 
     # ---- recording ----
+    def _log_eager(self, head, why):
+        """Log an eager call; consecutive calls for the same reason share one line."""
+        last = self._eager_last
+        if last is not None and last[0] == why and last[2] == len(self.log):
+            self.log[-1] = f"calls {last[1]}-{self.calls}: ran eagerly: {why}"
+        else:
+            self.log.append(f"{head} -> ran eagerly: {why}")
+            self._eager_last = (why, self.calls, len(self.log))
+
     def _record(self, args, sig, reasons):
         n_paths = sum(len(v) for v in self.paths.values())
-        why = "; ".join(reasons) if reasons else ("first call" if not self.n_records else
-                                                   "new argument shapes, dtypes or types")
+        why = "; ".join(reasons) if reasons else (
+            "first call" if not self.n_records else
+            "the last recording was not cached" if sig == self._uncached else
+            "new argument shapes, dtypes or types")
+        self._uncached = None
         head = f"call {self.calls}: {why}"
         if self.n_records >= self.max_paths:
             self.eager = True
@@ -897,11 +913,15 @@ class Compiled:
                           f".explain())", RuntimeWarning, stacklevel=3)
             return self.fn(*args)
         T = TAPE
-        T.gc()
+        if T.n >= self._gc_n or self.calls >= self._gc_call:
+            # collect dropped graphs; while one stays alive (eager calls append to the tape),
+            # again when the tape has doubled or after 100 calls, not at every call
+            T.gc()
+            self._gc_n, self._gc_call = 2 * T.n, self.calls + 100
         if T.n:
-            self.log.append(f"{head} -> ran eagerly: a graph recorded outside the function "
-                            f"is still alive")
+            self._log_eager(head, "a graph recorded outside the function is still alive")
             return self.fn(*args)
+        self._gc_n = 0
         rec = Recorder()
         rec.pyguards.extend(_python_numbers(self.fn))
         wrapped, inputs = [], []
@@ -988,6 +1008,7 @@ class Compiled:
         else:
             self.log.append(f"{head} -> recorded, not cached: the call changed the state it "
                             f"starts from (a first .grad, or new optimizer state)")
+            self._uncached = sig
             path.release()
         return result
 

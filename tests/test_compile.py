@@ -435,3 +435,20 @@ def test_tensor_made_between_calls_is_not_overwritten():
         step(X, Y)
         made.append(tg.zeros(4, 3, dtype=tg.float64))
     assert all(float(z.abs().sum()) == 0.0 for z in made)
+
+
+def test_outside_graph_alive_runs_eagerly_then_records_again():
+    """While a graph recorded outside the function is alive the function runs eagerly (one
+    explain() line for the run of calls); once it is gone, the function records again."""
+    a = tg.tensor([1.0, 2.0], requires_grad=True)
+    b = a * 2
+    X, Y, W1, W2, c, s2 = _compiled_and_eager()
+    for _ in range(150):
+        _close(c(X, Y, 0.1).item(), s2(X, Y, 0.1).item())
+    assert c.explain().count("still alive") == 1 and c.explain().startswith("calls 1-150")
+    del b
+    for _ in range(110):
+        _close(c(X, Y, 0.1).item(), s2(X, Y, 0.1).item())
+    assert len(c.paths) == 1 and "recorded path 1" in c.explain()
+    _close(W1.detach().numpy(), W2.detach().numpy())
+    assert a.grad is None
