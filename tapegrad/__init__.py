@@ -109,5 +109,13 @@ class BoolTensor(_TypedTensor):
     _dtype = bool
 
 
-from . import autograd, linear_model, nn, optim, utils  # noqa: E402  (they import the names above)
+from . import autograd, nn, optim  # noqa: E402  (they import the names above)
 from .serialization import load, save  # noqa: E402
+
+
+def __getattr__(name):
+    """tapegrad.utils and tapegrad.linear_model are imported on first use (start-up time)."""
+    if name in ("utils", "linear_model"):
+        import importlib
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
