@@ -414,7 +414,7 @@ class Path:
         T = TAPE
         if self._gen != T.gen:
             self._args = (self.P, self.R, self.M, T.off, T.goff, T.size, T.dt, T.F[0],
-                          self.C[0], T.G[0], T.F[1], self.C[1], T.G[1], self.V)
+                          self.C[0], T.G[0], *T.f64(self.C[1]), self.V)
             self._gen = T.gen
         return self._args
 
@@ -838,7 +838,7 @@ class Compiled:
                 if P[j, c] >= 0:
                     P[j, c] = remap[P[j, c]]
         j = run_program(P, T.R, T.M, T.off, T.goff, T.size, T.dt, T.F[0], T.C[0], T.G[0],
-                        T.F[1], T.C[1], T.G[1], path.V)
+                        *T.f64(), path.V)
         if j >= 0:
             T.truncate(n0, m0, c0)
         for g in fresh:
@@ -1137,8 +1137,8 @@ class Compiled:
                                    self.log)
             if r is None:
                 r = run_steps(m, kept, hist, path.carry, gather, idx, path.P, path.R, path.M, T.off,
-                              T.goff, T.size, T.dt, T.F[0], path.C[0], T.G[0], T.F[1],
-                              path.C[1], T.G[1], path.V)
+                              T.goff, T.size, T.dt, T.F[0], path.C[0], T.G[0],
+                              *T.f64(path.C[1]), path.V)
             done, j = r
         finally:
             for s, o in rebound:

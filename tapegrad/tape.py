@@ -26,6 +26,9 @@ def _grown(a, need, fill=0):
     return new
 
 
+_NARROW = np.zeros(0, np.float32)     # the float64 arrays' stand-in while none is used
+
+
 class Tape:
     def __init__(self):
         self.F = [np.zeros(4096, t) for t in NP_FLOATS]     # values
@@ -70,6 +73,7 @@ class Tape:
         self.epoch = 0          # bumped at every reset; records of older epochs are gone
         self.rec = None         # the Recorder while tapegrad.compile records a function
         self.gen = 0            # bumped whenever an arena or the slot table is reallocated
+        self.wide = False       # a float64 slot exists (see f64)
 
     # ---- slots ----
     def alloc(self, dt, n):
@@ -79,6 +83,9 @@ class Tape:
         s = self.nslots
         if s == len(self.off):
             self._grow_slots(s + 1)
+        if dt == 1 and not self.wide:
+            self.wide = True
+            self.gen += 1                   # the interpreters' arguments change type
         o = self.top[dt]
         if o + n > len(self.F[dt]):
             self.F[dt] = _grown(self.F[dt], o + n)
@@ -94,6 +101,16 @@ class Tape:
         self.refs.append(0)
         self.nslots = s + 1
         return s
+
+    def f64(self, C64=None):
+        """The float64 values, constants (C64, else the tape's) and gradients as the
+        interpreters take them. Until a float64 slot exists they are empty float32 arrays: the
+        interpreters then run in a variant typed float32 throughout, which reuses the float32
+        kernels, so float32-only work never compiles the float64 ones (half the first-ever
+        compile)."""
+        if self.wide:
+            return self.F[1], self.C[1] if C64 is None else C64, self.G[1]
+        return _NARROW, _NARROW, _NARROW
 
     def _grow_slots(self, need):
         self.gen += 1
@@ -243,8 +260,9 @@ class Tape:
         if self.done == self.n:
             return
         self._sync()
+        F64, C64, _ = self.f64()
         run_forward(self.R, self.done, self.n, self.M, self.off, self.size, self.dt,
-                    self.F[0], self.C[0], self.F[1], self.C[1])
+                    self.F[0], self.C[0], F64, C64)
         self.done = self.n
         if self.rec is not None:
             return
@@ -295,8 +313,8 @@ class Tape:
             self.rec.backward(rec, seed, grad, grad_slot, grad_of, retain)
         status, bad, n_freed, reached = run_reverse(
             self.R, rec, seed, self.M, self.off, self.goff, self.size, self.dt, self.vid,
-            self.leaf, retain, grad_of, self.ver, self.F[0], self.C[0], self.G[0], self.F[1],
-            self.C[1], self.G[1], self.needs, CHECK | (0 if retain_graph else FREE))
+            self.leaf, retain, grad_of, self.ver, self.F[0], self.C[0], self.G[0], *self.f64(),
+            self.needs, CHECK | (0 if retain_graph else FREE))
         self.n_live -= n_freed
         if status:
             for G in self.G:

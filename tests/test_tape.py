@@ -110,3 +110,40 @@ def test_arena_growth_during_backward_keeps_gradients():
     loss.backward()                                 # a's new .grad needs more room
     assert len(TAPE.F[0]) > size and filler.numel() >= 0
     assert a.grad.tolist() == [2.0] * 1237
+
+
+NARROW_PROGRAM = """
+import numpy as np
+import tapegrad as tg
+from tapegrad.tape import TAPE
+BEFORE
+X = tg.tensor([[0.2, 0.5, 0.7], [0.4, 0.6, 0.8], [0.3, 0.6, 0.9]])
+Y = tg.tensor([[0.8, 0.8], [0.7, 0.9], [0.9, 0.9]])
+W = tg.tensor([[0.1, -0.2], [0.3, 0.4], [-0.5, 0.6]], requires_grad=True)
+
+def step(X, Y, lr):
+    loss = (tg.norm(X @ W - Y) ** 2 + (W.sigmoid() * W.tanh()).mean()).clamp(max=50.0)
+    loss.backward()
+    W.data = W.data - lr * W.grad
+    W.grad.zero_()
+    return loss
+eager = [step(X, Y, 0.1).item() for _ in range(20)]
+f = tg.compile(step)
+compiled = [f(X, Y, 0.1).item() for _ in range(5)] + list(f.run(20, X, Y, 0.1))
+print(TAPE.wide, np.array(eager + compiled).tobytes().hex(), W.data.numpy().tobytes().hex())
+"""
+
+
+def test_float32_only_work_runs_the_narrow_interpreters_alike():
+    """Until a float64 tensor exists, the interpreters run in their float32-only variant: the
+    same float32 work gives the same bits as in a process that has a float64 tensor."""
+    import subprocess
+    import sys
+    out = []
+    for before in ("", "_wide = tg.zeros(1, dtype=tg.float64)"):
+        r = subprocess.run([sys.executable, "-c", NARROW_PROGRAM.replace("BEFORE", before)],
+                           capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stderr[-3000:]
+        out.append(r.stdout.split())
+    assert out[0][0] == "False" and out[1][0] == "True"
+    assert out[0][1:] == out[1][1:]
