@@ -1,7 +1,6 @@
 """Adagrad, with lr_decay, initial_accumulator_value and maximize."""
-from ..dtypes import no_grad
 from ..factory import full_like
-from ..tensor import Tensor, tensor
+from ..tensor import tensor
 from .optimizer import (Optimizer, _as_double, _check_implementation, _check_lr, _scalar_dtype)
 
 
@@ -26,38 +25,20 @@ class Adagrad(Optimizer):
                         maximize=maximize, differentiable=differentiable, fused=fused)
         super().__init__(params, defaults)
         _check_implementation("Adagrad", foreach, fused, differentiable)
-        for g in self.param_groups:
+        for g in self.param_groups:         # as PyTorch: the state exists from the start
             for p in g["params"]:
-                self._init_state(p, initial_accumulator_value)
+                self._state(p, g)
 
-    def _init_state(self, p, initial_accumulator_value):
-        st = self.state[p]
+    _OPTIONS = (("foreach", None), ("maximize", False), ("differentiable", False),
+                ("fused", None))
+
+    def _init_state(self, p, st, g):
         st["step"] = tensor(0.0, dtype=_scalar_dtype())
-        st["sum"] = full_like(p, initial_accumulator_value)
+        # as PyTorch: the constructor's value, whatever a param group says
+        st["sum"] = full_like(p, self.defaults["initial_accumulator_value"])
 
-    def __setstate__(self, state):
-        super().__setstate__(state)
-        for g in self.param_groups:
-            for k, v in (("foreach", None), ("maximize", False), ("differentiable", False),
-                         ("fused", None)):
-                g.setdefault(k, v)
-        for st in self.state.values():
-            if st and not isinstance(st["step"], Tensor):
-                st["step"] = tensor(float(st["step"]), dtype=_scalar_dtype())
-
-    @no_grad()
-    def step(self, closure=None):
-        """One update of every parameter that has a .grad; returns closure() if given."""
-        loss = self._begin(closure)
-        for i, g in enumerate(self.param_groups):
-            lr = self._lr(i)
-            for p in g["params"]:
-                if p.grad is None:
-                    continue
-                if not self.state[p]:
-                    self._init_state(p, self.defaults["initial_accumulator_value"])
-                _adagrad(p, p.grad, self.state[p], lr, g)
-        return loss
+    def _update(self, p, grad, lr, g):
+        _adagrad(p, grad, self._state(p, g), lr, g)
 
 
 def _adagrad(p, grad, st, lr, g):

@@ -1,5 +1,4 @@
 """Adam and AdamW (decoupled weight decay), with amsgrad and maximize."""
-from ..dtypes import no_grad
 from ..factory import zeros_like
 from ..tensor import Tensor, tensor
 from .optimizer import (Optimizer, _as_double, _check_implementation, _check_lr, _scalar_dtype)
@@ -36,36 +35,18 @@ class Adam(Optimizer):
         super().__init__(params, defaults)
         _check_implementation(type(self).__name__, foreach, fused, differentiable)
 
-    def __setstate__(self, state):
-        super().__setstate__(state)
-        for g in self.param_groups:
-            for k, v in (("amsgrad", False), ("maximize", False), ("foreach", None),
-                         ("capturable", False), ("differentiable", False),
-                         ("decoupled_weight_decay", False), ("fused", None)):
-                g.setdefault(k, v)
-            for p in g["params"]:
-                st = self.state.get(p)
-                if st and not isinstance(st["step"], Tensor):
-                    st["step"] = tensor(float(st["step"]), dtype=_scalar_dtype())
+    _OPTIONS = (("amsgrad", False), ("maximize", False), ("foreach", None), ("capturable", False),
+                ("differentiable", False), ("decoupled_weight_decay", False), ("fused", None))
 
-    @no_grad()
-    def step(self, closure=None):
-        """One update of every parameter that has a .grad; returns closure() if given."""
-        loss = self._begin(closure)
-        for i, g in enumerate(self.param_groups):
-            lr = self._lr(i)
-            for p in g["params"]:
-                if p.grad is None:
-                    continue
-                st = self.state[p]
-                if not st:
-                    st["step"] = tensor(0.0, dtype=_scalar_dtype())
-                    st["exp_avg"] = zeros_like(p)
-                    st["exp_avg_sq"] = zeros_like(p)
-                    if g["amsgrad"]:
-                        st["max_exp_avg_sq"] = zeros_like(p)
-                _adam(p, p.grad, st, lr, g)
-        return loss
+    def _init_state(self, p, st, g):
+        st["step"] = tensor(0.0, dtype=_scalar_dtype())
+        st["exp_avg"] = zeros_like(p)
+        st["exp_avg_sq"] = zeros_like(p)
+        if g["amsgrad"]:
+            st["max_exp_avg_sq"] = zeros_like(p)
+
+    def _update(self, p, grad, lr, g):
+        _adam(p, grad, self._state(p, g), lr, g)
 
 
 def _adam(p, grad, st, lr, g):

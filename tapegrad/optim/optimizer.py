@@ -13,7 +13,7 @@ from .. import dtypes as D
 from ..compile import live
 from ..dtypes import enable_grad, no_grad
 from ..tape import TAPE
-from ..tensor import Tensor
+from ..tensor import Tensor, tensor
 
 
 class _RequiredParameter:
@@ -122,9 +122,17 @@ class Optimizer:
         return {"defaults": self.defaults, "state": self.state,
                 "param_groups": self.param_groups}
 
+    _OPTIONS = ()           # (option, default): what older pickled param groups may lack
+
     def __setstate__(self, state):
         self.__dict__.update(state)
         self.defaults.setdefault("differentiable", False)
+        for g in self.param_groups:
+            for k, v in self._OPTIONS:
+                g.setdefault(k, v)
+        for st in self.state.values():      # a step count saved as a number becomes a tensor
+            if "step" in st and not isinstance(st["step"], Tensor):
+                st["step"] = tensor(float(st["step"]), dtype=_scalar_dtype())
 
     def add_param_group(self, param_group):
         """Add a dict {"params": [...], option: value} whose missing options take the
@@ -229,8 +237,27 @@ class Optimizer:
                 s["param_names"] = g["param_names"]
         self.__setstate__({"state": state, "param_groups": saved})
 
+    @no_grad()
     def step(self, closure=None):
+        """One update of every parameter that has a .grad; returns closure() if given."""
+        loss = self._begin(closure)
+        for i, g in enumerate(self.param_groups):
+            lr = self._lr(i)
+            for p in g["params"]:
+                if p.grad is not None:
+                    self._update(p, p.grad, lr, g)
+        return loss
+
+    def _update(self, p, grad, lr, g):
+        """The update of one parameter (PyTorch's _single_tensor_<name>, op for op)."""
         raise NotImplementedError
+
+    def _state(self, p, g):
+        """The state of parameter p, filled by _init_state before its first update."""
+        st = self.state[p]
+        if not st:
+            self._init_state(p, st, g)
+        return st
 
     # ---- helpers of step() ----
     def _structure(self):
@@ -291,33 +318,20 @@ class SGD(Optimizer):
         super().__init__(params, defaults)
         _check_implementation("SGD", foreach, fused, differentiable)
 
-    def __setstate__(self, state):
-        super().__setstate__(state)
-        for g in self.param_groups:
-            for k, v in (("nesterov", False), ("maximize", False), ("foreach", None),
-                         ("differentiable", False), ("fused", False)):
-                g.setdefault(k, v)
+    _OPTIONS = (("nesterov", False), ("maximize", False), ("foreach", None),
+                ("differentiable", False), ("fused", False))
 
-    @no_grad()
-    def step(self, closure=None):
-        """One update of every parameter that has a .grad; returns closure() if given."""
-        loss = self._begin(closure)
-        for i, g in enumerate(self.param_groups):
-            lr = self._lr(i)
-            momentum = g["momentum"]
-            for p in g["params"]:
-                if p.grad is None:
-                    continue
-                d = p.grad if not g["maximize"] else -p.grad
-                if g["weight_decay"] != 0:
-                    d = d.add(p, alpha=g["weight_decay"])
-                if momentum != 0:
-                    st = self.state[p]
-                    buf = st.get("momentum_buffer")
-                    if buf is None:
-                        buf = st["momentum_buffer"] = d.detach().clone()
-                    else:
-                        buf.mul_(momentum).add_(d, alpha=1 - g["dampening"])
-                    d = d.add(buf, alpha=momentum) if g["nesterov"] else buf
-                p.add_(d, alpha=-lr)
-        return loss
+    def _update(self, p, grad, lr, g):
+        d = grad if not g["maximize"] else -grad
+        if g["weight_decay"] != 0:
+            d = d.add(p, alpha=g["weight_decay"])
+        momentum = g["momentum"]
+        if momentum != 0:
+            st = self.state[p]
+            buf = st.get("momentum_buffer")
+            if buf is None:
+                buf = st["momentum_buffer"] = d.detach().clone()
+            else:
+                buf.mul_(momentum).add_(d, alpha=1 - g["dampening"])
+            d = d.add(buf, alpha=momentum) if g["nesterov"] else buf
+        p.add_(d, alpha=-lr)

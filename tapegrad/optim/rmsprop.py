@@ -1,7 +1,6 @@
 """RMSprop, with momentum, centered and maximize."""
-from ..dtypes import no_grad
 from ..factory import zeros_like
-from ..tensor import Tensor, tensor
+from ..tensor import tensor
 from .optimizer import (Optimizer, _check_implementation, _check_lr, _scalar_dtype)
 
 
@@ -27,36 +26,19 @@ class RMSprop(Optimizer):
         super().__init__(params, defaults)
         _check_implementation("RMSprop", foreach, None, differentiable)
 
-    def __setstate__(self, state):
-        super().__setstate__(state)
-        for g in self.param_groups:
-            for k, v in (("momentum", 0), ("centered", False), ("foreach", None),
-                         ("maximize", False), ("differentiable", False), ("capturable", False)):
-                g.setdefault(k, v)
-            for p in g["params"]:
-                st = self.state.get(p)
-                if st and not isinstance(st["step"], Tensor):
-                    st["step"] = tensor(float(st["step"]), dtype=_scalar_dtype())
+    _OPTIONS = (("momentum", 0), ("centered", False), ("foreach", None), ("maximize", False),
+                ("differentiable", False), ("capturable", False))
 
-    @no_grad()
-    def step(self, closure=None):
-        """One update of every parameter that has a .grad; returns closure() if given."""
-        loss = self._begin(closure)
-        for i, g in enumerate(self.param_groups):
-            lr = self._lr(i)
-            for p in g["params"]:
-                if p.grad is None:
-                    continue
-                st = self.state[p]
-                if not st:
-                    st["step"] = tensor(0.0, dtype=_scalar_dtype())
-                    st["square_avg"] = zeros_like(p)
-                    if g["momentum"] > 0:
-                        st["momentum_buffer"] = zeros_like(p)
-                    if g["centered"]:
-                        st["grad_avg"] = zeros_like(p)
-                _rmsprop(p, p.grad, st, lr, g)
-        return loss
+    def _init_state(self, p, st, g):
+        st["step"] = tensor(0.0, dtype=_scalar_dtype())
+        st["square_avg"] = zeros_like(p)
+        if g["momentum"] > 0:
+            st["momentum_buffer"] = zeros_like(p)
+        if g["centered"]:
+            st["grad_avg"] = zeros_like(p)
+
+    def _update(self, p, grad, lr, g):
+        _rmsprop(p, grad, self._state(p, g), lr, g)
 
 
 def _rmsprop(p, grad, st, lr, g):
