@@ -175,3 +175,18 @@ def gradcheck(func, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True
                                 f"element {k}: numerical {num} vs analytical {an}")
                         return False
     return True
+
+
+def zero_grads(params, set_to_none=True):
+    """Reset the .grad of each parameter: to None, or detached and filled with zeros
+    (Module.zero_grad and Optimizer.zero_grad)."""
+    for p in params:
+        if p.grad is not None:
+            if set_to_none:
+                p.grad = None
+            else:
+                if p.grad.grad_fn is not None:
+                    p.grad.detach_()
+                else:
+                    p.grad.requires_grad_(False)
+                p.grad.zero_()

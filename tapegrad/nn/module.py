@@ -7,6 +7,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from .. import dtypes as D
+from ..autograd import zero_grads
 from ..tensor import Tensor, tensor
 from .parameter import Buffer, Parameter
 
@@ -411,16 +412,7 @@ class Module:
 
     def zero_grad(self, set_to_none=True):
         """Reset the parameters' .grad: to None (default) or to zeros."""
-        for p in self.parameters():
-            if p.grad is not None:
-                if set_to_none:
-                    p.grad = None
-                else:
-                    if p.grad.grad_fn is not None:
-                        p.grad.detach_()
-                    else:
-                        p.grad.requires_grad_(False)
-                    p.grad.zero_()
+        zero_grads(self.parameters(), set_to_none)
 
     # ---- dtype conversion (in place: the Parameter objects stay the same) ----
     def _apply(self, fn, recurse=True):

@@ -10,6 +10,7 @@ from collections import defaultdict
 from itertools import chain
 
 from .. import dtypes as D
+from ..autograd import zero_grads
 from ..compile import live
 from ..dtypes import enable_grad, no_grad
 from ..tape import TAPE
@@ -184,17 +185,7 @@ class Optimizer:
 
     def zero_grad(self, set_to_none=True):
         """Reset the .grad of every parameter: to None (default) or to zeros."""
-        for g in self.param_groups:
-            for p in g["params"]:
-                if p.grad is not None:
-                    if set_to_none:
-                        p.grad = None
-                    else:
-                        if p.grad.grad_fn is not None:
-                            p.grad.detach_()
-                        else:
-                            p.grad.requires_grad_(False)
-                        p.grad.zero_()
+        zero_grads(chain.from_iterable(g["params"] for g in self.param_groups), set_to_none)
 
     def state_dict(self):
         """{'state': {index: {name: value}}, 'param_groups': [{option: value, 'params':
