@@ -90,6 +90,8 @@ print(f'w的估计误差: {true_w - d2l.reshape(w, true_w.shape)}')
 print(f'b的估计误差: {true_b - b}')
 
 # ---- added for tapegrad's tests (not in the original) ----
+import os, sys  # noqa: E401, E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # wherever it is run from
 import numpy as np  # noqa: E402
 from _checks import report, values  # noqa: E402
 # the last minibatch and the data: shapes and the row gather with an index tensor

@@ -81,6 +81,8 @@ for t in range(30000):
 print(f'Result: {model.string()}')
 
 # ---- added for tapegrad's tests (not in the original) ----
+import os, sys  # noqa: E401, E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # wherever it is run from
 from _checks import report, values  # noqa: E402
 coef = [values(p).item() for p in (model.a, model.b, model.c, model.d, model.e)]
 assert 0 < loss.item() < 40 and abs(coef[4]) < 0.01, (loss.item(), coef)

@@ -76,6 +76,8 @@ for t in range(2000):
 print(f'Result: y = {a.item()} + {b.item()} x + {c.item()} x^2 + {d.item()} x^3')
 
 # ---- added for tapegrad's tests (not in the original) ----
+import os, sys  # noqa: E401, E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # wherever it is run from
 from _checks import check_sin_fit  # noqa: E402
 assert a.grad is None and a.is_leaf and a.requires_grad and not y_pred.is_leaf
 check_sin_fit(x, [a, b, c, d], loss, sgd_lr=learning_rate)

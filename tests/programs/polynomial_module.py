@@ -74,6 +74,8 @@ for t in range(2000):
 print(f'Result: {model.string()}')
 
 # ---- added for tapegrad's tests (not in the original) ----
+import os, sys  # noqa: E401, E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # wherever it is run from
 from _checks import check_sin_fit  # noqa: E402
 assert [n for n, _ in model.named_parameters()] == ["a", "b", "c", "d"]
 check_sin_fit(x, [model.a, model.b, model.c, model.d], loss, sgd_lr=1e-6)

@@ -91,6 +91,8 @@ linear_layer = model[0]
 print(f'Result: y = {linear_layer.bias.item()} + {linear_layer.weight[:, 0].item()} x + {linear_layer.weight[:, 1].item()} x^2 + {linear_layer.weight[:, 2].item()} x^3')
 
 # ---- added for tapegrad's tests (not in the original) ----
+import os, sys  # noqa: E401, E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # wherever it is run from
 import numpy as np  # noqa: E402
 from _checks import check_sin_fit, values  # noqa: E402
 assert xx.shape == (2000, 3) and xx.dtype == torch.float32 and y_pred.shape == (2000,)
