@@ -308,7 +308,7 @@ def _arg_key(x):
 class _Leaf:
     """A tensor with requires_grad seen by a recording, and its .grad before and after.
     `pos` is its argument position when it was passed as an argument (else -1)."""
-    __slots__ = ("ref", "pos", "slot", "grad_in", "grad_out")
+    __slots__ = ("ref", "pos", "slot", "grad_in", "grad_out", "copy_in")
 
     def tensor(self, args):
         return args[self.pos] if self.pos >= 0 else self.ref()
@@ -379,10 +379,12 @@ class Path:
         for e in rec.events:
             used.update(int(v) for v in _slots_of(e) if v >= 0)
         used.update(s for _, s in inputs)
-        used.update(lf.grad_in for lf in leaves if lf.grad_in >= 0)     # _prepare copies into it
         for r in self.P:
             if r[0] == P_ACC:
                 used.update((int(r[1]), int(r[2])))
+        for lf in leaves:       # a .grad the program reads is copied in first (_prepare)
+            lf.copy_in = lf.grad_in in used
+        used.update(lf.grad_in for lf in leaves if lf.grad_in >= 0)
         self.held = sorted(used)
         # views of an input name its values: they follow it when the input is rebound
         self.views_of = {q: [a for a in self.held if a in T.aliased and a != q and
@@ -393,7 +395,7 @@ class Path:
             T.refs[s] += 1
         # between the steps of run(): a new .grad made by one step is the .grad the next reads
         self.carry = np.array([(lf.grad_out._slot, lf.grad_in) for lf in leaves
-                               if lf.grad_out is not None and lf.grad_in >= 0
+                               if lf.grad_out is not None and lf.copy_in
                                and lf.grad_out._slot != lf.grad_in], np.int64).reshape(-1, 2)
         # a guard after a write to state that existed before the call: replay needs a snapshot
         self.snapshot = []
@@ -696,7 +698,7 @@ class Compiled:
             if (g is None) != (lf.grad_in < 0):
                 raise Stale(f"s{lf.slot}.grad is {'None' if g is None else 'set'}, it was "
                             f"{'None' if lf.grad_in < 0 else 'set'} when recorded")
-            if g is not None and g._slot != lf.grad_in:
+            if g is not None and g._slot != lf.grad_in and lf.copy_in:
                 copies.append((g._slot, lf.grad_in))
         for d, k, get, _ in path.consts:
             path.C[d][k] = get(args)
@@ -1223,7 +1225,7 @@ def _hot_source(path, sig, args):
                   f"        for q in ({qs},):", "            rb.append((q, off[q]))",
                   "            off[q] = x"]
     for j, lf in enumerate(path.leaves):
-        if lf.grad_in >= 0:
+        if lf.copy_in:
             L += [f"    if g{j} is not None and g{j}._slot != {lf.grad_in}:",
                   f"        copy(g{j}._slot, {lf.grad_in})"]
     res = []

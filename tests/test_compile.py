@@ -452,3 +452,24 @@ def test_outside_graph_alive_runs_eagerly_then_records_again():
     assert len(c.paths) == 1 and "recorded path 1" in c.explain()
     _close(W1.detach().numpy(), W2.detach().numpy())
     assert a.grad is None
+
+
+def test_grad_replaced_between_calls_is_accumulated_into():
+    """A step that accumulates into .grad reads the .grad it finds, also a new tensor."""
+    def make():
+        W = tg.tensor(np.linspace(-1, 1, 6).reshape(3, 2), requires_grad=True)
+
+        def step(X, Y):
+            loss = ((X @ W - Y) ** 2).sum()
+            loss.backward()                     # no zero_grad: gradients accumulate
+            return loss
+        return W, step
+    X, Y = tg.tensor(X3), tg.tensor(Y3)
+    (W1, s1), (W2, s2) = make(), make()
+    c = tg.compile(s1)
+    for k in range(6):
+        if k in (3, 4):
+            for W in (W1, W2):
+                W.grad = tg.full((3, 2), float(k), dtype=tg.float64)
+        _close(c(X, Y).item(), s2(X, Y).item())
+        _close(W1.grad.numpy(), W2.grad.numpy())
