@@ -254,14 +254,18 @@ class Optimizer:
     def _structure(self):
         """What step() decides in Python: each group's options other than a number lr, and
         for each parameter whether it has a .grad and which state tensors it has (by storage)."""
-        state = self.state
-        return tuple((tuple((k, _key(v)) for k, v in sorted(g.items())
-                            if k != "params" and (k != "lr" or isinstance(v, Tensor))),
-                      tuple((p.grad is None,
-                             tuple([(k, _key(v)) for k, v in state[p].items()]
-                                   if p in state else ()))
-                            for p in g["params"]))
-                     for g in self.param_groups)
+        state, plain, out = self.state, _PLAIN, []
+        for g in self.param_groups:     # checked at every replay: kept to plain loops
+            for k, v in g.items():
+                if k != "params" and (k != "lr" or isinstance(v, Tensor)):
+                    out.append((k, v if type(v) in plain else _key(v)))
+            for p in g["params"]:
+                st = state.get(p)
+                out.append(p._grad is None)
+                if st:
+                    out.extend((k, _key(v)) for k, v in st.items())
+            out.append(None)
+        return tuple(out)
 
     def _begin(self, closure):
         """Guard the structure (under tapegrad.compile) and evaluate the closure."""
