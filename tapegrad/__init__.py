@@ -16,7 +16,8 @@ from .factory import (arange, as_tensor, empty, empty_like, eye, from_numpy, ful
                       randperm, scalar_tensor, zeros, zeros_like)
 from .random import Generator, initial_seed, manual_seed, seed
 from .tape import TAPE as _TAPE
-from .tensor import Tensor, cat, get_printoptions, set_printoptions, stack, tensor
+from .printing import get_printoptions, set_printoptions
+from .tensor import Tensor, cat, stack, tensor
 from .compile import compile
 
 __version__ = "0.1.0"
