@@ -20,6 +20,7 @@ import os
 import sys
 import tempfile
 
+import numpy as np
 from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
@@ -65,7 +66,6 @@ def address(typingctx, addr):
 def pointers(arrays):
     """(address, length) of each array, flat: the one argument a program takes for all of them
     (one int64 array is cheaper to pass than several arrays: ~0.06 us each)."""
-    import numpy as np
     return np.array([x for a in arrays for x in (a.ctypes.data, a.size)], np.int64)
 
 STEPS = '''
