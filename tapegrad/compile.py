@@ -1165,7 +1165,8 @@ def _hot_source(path, sig, args):
     It returns _MISS, having changed nothing, when any check fails (the general path then
     decides), or when a value guard fails inside the program (state as before the call).
     A result tensor of an earlier call that nothing else holds any more is reused for the
-    result: no one can tell, and it saves making one tensor and freeing another.
+    result, and so is a .grad tensor for the parameter's next .grad: no one can tell, and it
+    saves making one tensor and freeing another.
     """
     ns = {"MISS": _MISS, "Tensor": Tensor, "TAPE": TAPE, "arg_key": _arg_key, "path": path,
           "copy": _copy, "fresh_copy": _fresh_copy, "make": _make, "bind": _bind_array,
@@ -1264,10 +1265,16 @@ def _hot_source(path, sig, args):
         elif go._slot == lf.grad_in:
             L += [f"        if g{j}._slot != {lf.grad_in}:",
                   f"            copy({lf.grad_in}, g{j}._slot)"]
-        else:
-            ns[f"GO{j}"] = go
-            L += [f"        t{j}._grad = fresh_copy({go._slot}, GO{j}._shape, GO{j}._dt)",
-                  f"        T.set_grad_of(t{j}._slot, t{j}._grad._slot)"]
+        else:   # a new .grad tensor; the old one takes its values if only t{j} holds it
+            ns[f"GO{j}"], ns[f"GKEY{j}"] = go, TAPE.key[go._slot]
+            L += [f"        if (g{j} is not None and T.n == 0 and refcount(g{j}) == 3",
+                  f"                and T.refs[g{j}._slot] == 1 and T.key[g{j}._slot] == GKEY{j}",
+                  f"                and g{j}._shape == GO{j}._shape and g{j}._dt is GO{j}._dt",
+                  f"                and not g{j}._rg and g{j}._slot not in T.flagged",
+                  f"                and not weakcount(g{j}) and not g{j}.__dict__):",
+                  f"            copy({go._slot}, g{j}._slot)", "        else:",
+                  f"            t{j}._grad = fresh_copy({go._slot}, GO{j}._shape, GO{j}._dt)",
+                  f"            T.set_grad_of(t{j}._slot, t{j}._grad._slot)"]
     counter = iter(range(len(res)))
 
     def expr(o):

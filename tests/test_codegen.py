@@ -265,3 +265,34 @@ def test_unrolled_call_with_several_results_and_guards():
         assert s1.item() == s2.item()
         np.testing.assert_array_equal(b1.numpy(), b2.numpy())
     assert f._hot is not None and "guard failed" in f.explain()
+
+
+def test_unrolled_call_gives_new_grads_where_anyone_can_tell():
+    """A step that starts with zero_grad() makes a new .grad every call; the unrolled call
+    refills the old .grad tensor instead when nothing else holds it."""
+    runs = []
+    for spec in (0, None):
+        tg.manual_seed(0)
+        net = tg.nn.Sequential(tg.nn.Linear(3, 4), tg.nn.Tanh(), tg.nn.Linear(4, 2)).double()
+        opt = tg.optim.SGD(net.parameters(), lr=0.1, momentum=0.5)
+        X, Y = tg.tensor(X3), tg.tensor(Y3)
+
+        def step(X, Y):
+            opt.zero_grad()
+            loss = ((net(X) - Y) ** 2).mean()
+            loss.backward()
+            opt.step()
+            return loss
+        f = tg.compile(step, specialize_after=spec)
+        losses = [f(X, Y).item() for _ in range(5)]
+        held = net[0].weight.grad                       # held: never refilled
+        before = held.numpy().copy()
+        losses += [f(X, Y).item() for _ in range(5)]
+        assert net[0].weight.grad is not held
+        np.testing.assert_array_equal(held.numpy(), before)
+        grads = [p.grad.numpy().copy() for p in net.parameters()]
+        runs.append((losses, grads, [p.detach().numpy().copy() for p in net.parameters()], f))
+    (l1, g1, p1, fast), (l2, g2, p2, _) = runs
+    assert fast._hot is not None and l1 == l2
+    for a, b in zip(g1 + p1, g2 + p2):
+        np.testing.assert_array_equal(a, b)
