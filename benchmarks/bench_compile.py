@@ -168,3 +168,36 @@ def test_chain_replayed(benchmark, impl):
         run = chain(tapegrad if impl == "tapegrad eager" else _torch())
     run()
     benchmark(run)
+
+
+def optimizer_step(lib, opt_name, compiled):
+    """One training step of a Linear(3, 2) on a batch of 8 rows with zero_grad(), backward()
+    and an optimizer step (the usual PyTorch loop body)."""
+    lib.manual_seed(0)
+    net = lib.nn.Linear(3, 2)
+    opt = getattr(lib.optim, opt_name)(net.parameters(), lr=0.01,
+                                       **({"momentum": 0.9} if opt_name == "SGD" else {}))
+    rng = np.random.default_rng(0)
+    X = lib.tensor(rng.standard_normal((8, 3)).astype(np.float32))
+    Y = lib.tensor(rng.standard_normal((8, 2)).astype(np.float32))
+
+    def step(X, Y):
+        opt.zero_grad()
+        loss = ((net(X) - Y) ** 2).mean()
+        loss.backward()
+        opt.step()
+        return loss
+    if compiled:
+        step = lib.compile(step, specialize_after=0)
+    for _ in range(5):
+        step(X, Y)
+    return lambda: step(X, Y)
+
+
+@pytest.mark.parametrize("opt_name", ["SGD", "Adam"])
+@pytest.mark.parametrize("impl", ["tapegrad replay", "tapegrad eager", "torch eager"])
+def test_optimizer_step_per_call(benchmark, impl, opt_name):
+    """nn.Linear + loss + backward + optimizer step, one Python call per step."""
+    benchmark.group = f"Linear(3, 2) training step with {opt_name}, one call each"
+    lib = _torch() if impl == "torch eager" else tapegrad
+    benchmark(optimizer_step(lib, opt_name, impl == "tapegrad replay"))
