@@ -450,8 +450,36 @@ _FAKE = np.zeros(1, np.uint8)
 
 
 def _basic_view(shape, idx):
-    """(shape, element strides, base offset) of x[idx] for basic indices, computed by NumPy on
-    a strided stand-in that owns no data (only its metadata is read)."""
+    """(shape, element strides, base offset) of x[idx] for basic indices. Ints and forward
+    slices (X[i], X[:, j], X[a:b]: what datasets and loops index with) are computed here;
+    anything else (None, Ellipsis, NumPy integers, negative steps, empty results) by NumPy."""
+    if len(idx) <= len(shape):
+        st = _contiguous_strides(shape)
+        out, ost, base = [], [], 0
+        for d, i in enumerate(idx):
+            n = shape[d]
+            if type(i) is int:
+                if not -n <= i < n:
+                    raise IndexError(f"index {i} is out of bounds for axis {d} with size {n}")
+                base += (i + n if i < 0 else i) * st[d]
+            elif type(i) is slice and (i.step is None or i.step > 0):
+                start, stop, step = i.indices(n)
+                if stop <= start:
+                    break                       # empty: NumPy's offsets
+                out.append((stop - start + step - 1) // step)
+                ost.append(st[d] * step)
+                base += start * st[d]
+            else:
+                break
+        else:
+            k = len(idx)
+            return tuple(out) + tuple(shape[k:]), ost + st[k:], base
+    return _numpy_view(shape, idx)
+
+
+def _numpy_view(shape, idx):
+    """_basic_view by NumPy, on a strided stand-in that owns no data (only its metadata is
+    read)."""
     st = _contiguous_strides(shape)
     fake = np.lib.stride_tricks.as_strided(_FAKE, shape=shape, strides=st, writeable=False)
     if not any(i is Ellipsis for i in idx):

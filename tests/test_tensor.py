@@ -488,3 +488,28 @@ def test_pickle_refuses_a_non_leaf_that_requires_grad():
         pickle.dumps(w * 2)
     p = pickle.loads(pickle.dumps(w))
     assert p.requires_grad and p.is_leaf and p.tolist() == [1.0]
+
+
+def test_basic_view_fast_path_equals_numpy():
+    """Ints and forward slices are resolved without NumPy: same shape, strides, offset and
+    IndexError text as NumPy's on random shapes and indices (in and out of bounds)."""
+    from tapegrad.tensor import _basic_view, _numpy_view
+    rng = np.random.default_rng(0)
+    for _ in range(3000):
+        shape = tuple(int(v) for v in rng.integers(1, 6, rng.integers(1, 5)))
+        idx = []
+        for d in range(int(rng.integers(1, len(shape) + 1))):
+            if rng.random() < 0.4:
+                idx.append(int(rng.integers(-shape[d] - 1, shape[d] + 1)))
+            else:
+                ends = [None] + list(range(-6, 7))
+                idx.append(slice(ends[rng.integers(len(ends))], ends[rng.integers(len(ends))],
+                                 [None, 1, 2, 3][rng.integers(4)]))
+        idx = tuple(idx)
+        out = []
+        for view in (_numpy_view, _basic_view):
+            try:
+                out.append(view(shape, idx))
+            except IndexError as e:
+                out.append(str(e))
+        assert out[0] == out[1], (shape, idx)
