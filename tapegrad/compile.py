@@ -1159,6 +1159,28 @@ class Compiled:
 _MISS = object()
 
 
+def _alone():
+    """What sys.getrefcount says, in the unrolled call's code, of an object that only its
+    container refers to: the ring of results (`for q in ring`) and a parameter's .grad
+    (`g = t._grad`) are both held once there, by a local and by getrefcount's argument. It
+    depends on the interpreter (3 on CPython 3.11); if the two patterns disagree, no object is
+    ever taken for reuse (-1)."""
+    class Holder:
+        pass
+    ring, holder = [object(), None], Holder()
+    holder._grad = object()
+    for q in ring:
+        if q is not None:
+            in_ring = sys.getrefcount(q)
+            break
+    g = holder._grad
+    as_grad = sys.getrefcount(g)
+    return in_ring if in_ring == as_grad else -1
+
+
+_ALONE = _alone()
+
+
 def _hot_source(path, sig, args):
     """Python source of `hot(args)`: one replay of `path` with the checks and bookkeeping of
     _prepare/_replay/_finish unrolled for this path (no loops over guards, leaves or inputs).
@@ -1170,7 +1192,7 @@ def _hot_source(path, sig, args):
     """
     ns = {"MISS": _MISS, "Tensor": Tensor, "TAPE": TAPE, "arg_key": _arg_key, "path": path,
           "copy": _copy, "fresh_copy": _fresh_copy, "make": _make, "bind": _bind_array,
-          "refcount": sys.getrefcount, "weakcount": weakref.getweakrefcount}
+          "refcount": sys.getrefcount, "weakcount": weakref.getweakrefcount, "ALONE": _ALONE}
     a = [f"a{i}" for i in range(len(sig))]
     L = ["def hot(args):", f"    if len(args) != {len(sig)}:", "        return MISS"]
     if sig:
@@ -1233,11 +1255,11 @@ def _hot_source(path, sig, args):
     for i, (_, key) in enumerate(path.out_keys):
         ns[f"KEY{i}"] = key
         res.append(f"r{i}")
-        # a result of the last calls that nothing else refers to (the ring, the local and
-        # getrefcount's argument make 3) and whose slot no other tensor names takes the result
+        # a result of the last calls that nothing else refers to (see _alone) and whose slot
+        # no other tensor names takes the result
         L += [f"    ring{i} = path.keep[{i}]", f"    p{i} = None", "    if T.n == 0:",
               f"        for q in ring{i}:",
-              "            if (q is not None and refcount(q) == 3 and T.refs[q._slot] == 1",
+              "            if (q is not None and refcount(q) == ALONE and T.refs[q._slot] == 1",
               f"                    and T.key[q._slot] == KEY{i} and q._slot not in T.flagged",
               "                    and not weakcount(q) and not q.__dict__):",
               f"                p{i} = q", "                break", "        q = None",
@@ -1267,7 +1289,7 @@ def _hot_source(path, sig, args):
                   f"            copy({lf.grad_in}, g{j}._slot)"]
         else:   # a new .grad tensor; the old one takes its values if only t{j} holds it
             ns[f"GO{j}"], ns[f"GKEY{j}"] = go, TAPE.key[go._slot]
-            L += [f"        if (g{j} is not None and T.n == 0 and refcount(g{j}) == 3",
+            L += [f"        if (g{j} is not None and T.n == 0 and refcount(g{j}) == ALONE",
                   f"                and T.refs[g{j}._slot] == 1 and T.key[g{j}._slot] == GKEY{j}",
                   f"                and g{j}._shape == GO{j}._shape and g{j}._dt is GO{j}._dt",
                   f"                and not g{j}._rg and g{j}._slot not in T.flagged",
