@@ -111,7 +111,7 @@ def reverse_record(op, a, b, out, aux, flags, M, F, C, G, off, goff, size):
     elif op == OP_COPY:
         copy_bwd(GA_, GO, ga)
     elif op == OP_FILL:
-        GO[:] = 0
+        fill_fwd(GO, 0.0)
 
 
 @jit
@@ -129,12 +129,16 @@ def run_forward(R, lo, hi, M, off, size, dt, F32, C32, F64, C64):
             forward_record(op, a, b, out, aux, M, F64, C64, off, size)
 
 
+# The helpers below copy with explicit loops: a NumPy slice assignment pulls Numba's shape check
+# and its error-message formatting into the first compile (about 2 s).
 @rule
 def _zero(G32, G64, goff, size, dt, s):
-    if dt[s] == 0:
-        G32[goff[s]:goff[s] + size[s]] = 0
-    else:
-        G64[goff[s]:goff[s] + size[s]] = 0
+    o = goff[s]
+    for k in range(size[s]):
+        if dt[s] == 0:
+            G32[o + k] = 0
+        else:
+            G64[o + k] = 0
 
 
 @jit
@@ -150,11 +154,12 @@ def _reverse_cast(a, out, flags, goff, size, dt, G32, C32, G64, C64):
 @jit
 def _accumulate(src, dst, off, goff, size, dt, G32, G64, F32, F64):
     """Add the gradient of slot `src` into the value of slot `dst` (a .grad tensor)."""
-    n = size[src]
-    if dt[src] == 0:
-        F32[off[dst]:off[dst] + n] += G32[goff[src]:goff[src] + n]
-    else:
-        F64[off[dst]:off[dst] + n] += G64[goff[src]:goff[src] + n]
+    o, og = off[dst], goff[src]
+    for k in range(size[src]):
+        if dt[src] == 0:
+            F32[o + k] += G32[og + k]
+        else:
+            F64[o + k] += G64[og + k]
 
 
 @rule
@@ -314,73 +319,26 @@ def _same(F, o, n, V, vi):
 
 @rule
 def _copy_slot(F32, F64, off, size, dt, src, dst):
-    n = size[src]
-    if dt[src] == 0:
-        F32[off[dst]:off[dst] + n] = F32[off[src]:off[src] + n]
-    else:
-        F64[off[dst]:off[dst] + n] = F64[off[src]:off[src] + n]
-
-
-@jit
-def run_program(P, R, M, off, goff, size, dt, F32, C32, G32, F64, C64, G64, V):
-    """Run a recorded program; return -1, or the row of the first guard that fails."""
-    for j in range(P.shape[0]):
-        kind, p1, p2, p3, p4, p5 = P[j, 0], P[j, 1], P[j, 2], P[j, 3], P[j, 4], P[j, 5]
-        if kind == P_FWD:
-            run_forward(R, p1, p2, M, off, size, dt, F32, C32, F64, C64)
-        elif kind == P_SEED:
-            o, n = goff[p1], size[p1]
-            for k in range(n):
-                if dt[p1] == 0:
-                    G32[o + k] = V[p2 + k]
-                else:
-                    G64[o + k] = V[p2 + k]
-        elif kind == P_SEEDSLOT:
-            o, og, n = goff[p1], off[p2], size[p1]
-            for k in range(n):
-                if dt[p1] == 0:
-                    G32[o + k] = F32[og + k] if dt[p2] == 0 else F64[og + k]
-                else:
-                    G64[o + k] = F32[og + k] if dt[p2] == 0 else F64[og + k]
-        elif kind == P_TAKE:
-            o, og, n = goff[p1], off[p2], size[p1]
-            if dt[p1] == 0:
-                F32[og:og + n] = G32[o:o + n]
-                G32[o:o + n] = 0
-            else:
-                F64[og:og + n] = G64[o:o + n]
-                G64[o:o + n] = 0
-        elif kind == P_CMP:
-            x = _first(F32, F64, off, dt, p2)
-            y = V[p4] if p3 < 0 else _first(F32, F64, off, dt, p3)
-            if _compare(p1, x, y) != (p5 != 0):
-                return j
-        elif kind == P_VALUE:
-            if dt[p1] == 0:
-                ok = _same(F32, off[p1], size[p1], V, p2)
-            else:
-                ok = _same(F64, off[p1], size[p1], V, p2)
-            if not ok:
-                return j
-        elif kind == P_COPY and p2 >= 0:
-            _copy_slot(F32, F64, off, size, dt, p1, p2)
-        elif kind == P_BWD:                     # a backward pass, scheduled when recorded
-            _reverse_one(R, p1, M, off, goff, size, dt, F32, C32, G32, F64, C64, G64)
-        elif kind == P_ZERO:
-            _zero(G32, G64, goff, size, dt, p1)
-        elif kind == P_ACC:
-            _accumulate(p1, p2, off, goff, size, dt, G32, G64, F32, F64)
-    return -1
+    o, od = off[src], off[dst]
+    for k in range(size[src]):
+        if dt[src] == 0:
+            F32[od + k] = F32[o + k]
+        else:
+            F64[od + k] = F64[o + k]
 
 
 @jit
 def run_steps(n, out, hist, carry, gather, idx, P, R, M, off, goff, size, dt, F32, C32, G32, F64,
               C64, G64, V):
-    """Run a program n times, keeping the first value of slot `out` after each in hist.
+    """Run program P n times, keeping the first value of slot `out` after each in hist.
 
     `carry` rows (src, dst) copy a step's final state into the slots the next step reads.
     `gather` rows (src, dst, row size) fill input slot dst with the rows idx[step] of slot src
-    before each step (minibatches). Returns (steps done, failing guard row or -1)."""
+    before each step (minibatches). Returns (steps done, failing guard row or -1).
+
+    One step is one pass over the rows of P. The loop over them is here rather than in a
+    function of its own: each compiled entry point links, optimizes and emits every kernel it
+    reaches once more, so an extra level costs seconds of first compile."""
     for step in range(n):
         if step > 0:
             for c in range(carry.shape[0]):
@@ -389,13 +347,70 @@ def run_steps(n, out, hist, carry, gather, idx, P, R, M, off, goff, size, dt, F3
             src, dst, w = gather[g, 0], gather[g, 1], gather[g, 2]
             for r in range(idx.shape[1]):
                 o, od = off[src] + idx[step, r] * w, off[dst] + r * w
-                if dt[src] == 0:
-                    F32[od:od + w] = F32[o:o + w]
+                for k in range(w):
+                    if dt[src] == 0:
+                        F32[od + k] = F32[o + k]
+                    else:
+                        F64[od + k] = F64[o + k]
+        for j in range(P.shape[0]):
+            kind, p1, p2, p3, p4, p5 = P[j, 0], P[j, 1], P[j, 2], P[j, 3], P[j, 4], P[j, 5]
+            if kind == P_FWD:
+                run_forward(R, p1, p2, M, off, size, dt, F32, C32, F64, C64)
+            elif kind == P_SEED:
+                o, m = goff[p1], size[p1]
+                for k in range(m):
+                    if dt[p1] == 0:
+                        G32[o + k] = V[p2 + k]
+                    else:
+                        G64[o + k] = V[p2 + k]
+            elif kind == P_SEEDSLOT:
+                o, og, m = goff[p1], off[p2], size[p1]
+                for k in range(m):
+                    if dt[p1] == 0:
+                        G32[o + k] = F32[og + k] if dt[p2] == 0 else F64[og + k]
+                    else:
+                        G64[o + k] = F32[og + k] if dt[p2] == 0 else F64[og + k]
+            elif kind == P_TAKE:
+                o, og, m = goff[p1], off[p2], size[p1]
+                for k in range(m):
+                    if dt[p1] == 0:
+                        F32[og + k] = G32[o + k]
+                        G32[o + k] = 0
+                    else:
+                        F64[og + k] = G64[o + k]
+                        G64[o + k] = 0
+            elif kind == P_CMP:
+                x = _first(F32, F64, off, dt, p2)
+                y = V[p4] if p3 < 0 else _first(F32, F64, off, dt, p3)
+                if _compare(p1, x, y) != (p5 != 0):
+                    return step, j
+            elif kind == P_VALUE:
+                if dt[p1] == 0:
+                    ok = _same(F32, off[p1], size[p1], V, p2)
                 else:
-                    F64[od:od + w] = F64[o:o + w]
-        j = run_program(P, R, M, off, goff, size, dt, F32, C32, G32, F64, C64, G64, V)
-        if j >= 0:
-            return step, j
+                    ok = _same(F64, off[p1], size[p1], V, p2)
+                if not ok:
+                    return step, j
+            elif kind == P_COPY and p2 >= 0:
+                _copy_slot(F32, F64, off, size, dt, p1, p2)
+            elif kind == P_BWD:                     # a backward pass, scheduled when recorded
+                _reverse_one(R, p1, M, off, goff, size, dt, F32, C32, G32, F64, C64, G64)
+            elif kind == P_ZERO:
+                _zero(G32, G64, goff, size, dt, p1)
+            elif kind == P_ACC:
+                _accumulate(p1, p2, off, goff, size, dt, G32, G64, F32, F64)
         if out >= 0:
             hist[step] = _first(F32, F64, off, dt, out)
     return n, -1
+
+
+_NO_HIST = np.zeros(1)
+_NO_CARRY = np.zeros((0, 2), np.int64)
+_NO_GATHER = np.zeros((0, 3), np.int64)
+_NO_IDX = np.zeros((1, 0), np.int64)
+
+
+def run_program(P, R, M, off, goff, size, dt, F32, C32, G32, F64, C64, G64, V):
+    """Run a recorded program once; return -1, or the row of the first guard that fails."""
+    return run_steps(1, -1, _NO_HIST, _NO_CARRY, _NO_GATHER, _NO_IDX, P, R, M, off, goff, size,
+                     dt, F32, C32, G32, F64, C64, G64, V)[1]
