@@ -6,7 +6,7 @@ arenas with the same offsets as the value arenas; they are all zero between back
 """
 import numpy as np
 
-from .kernels import (binary_flat_bwd, binary_flat_fwd, binary_loop_bwd, binary_loop_fwd,
+from .kernels import (binary_flat_bwd, inline, binary_flat_fwd, binary_loop_bwd, binary_loop_fwd,
                       copy_bwd, copy_fwd, fill_fwd, index_bwd, index_fwd, jit, matmul_bwd,
                       matmul_fwd, reduce_bwd, reduce_fwd, rule, setstrided_bwd, setstrided_fwd,
                       strided_bwd, strided_fwd, unary_loop_bwd, unary_loop_fwd)
@@ -43,7 +43,7 @@ def _operand(F, C, off, size, s, n):
     return C, -s - 1, 0
 
 
-@jit
+@inline
 def forward_record(op, a, b, out, aux, M, F, C, off, size):
     n = size[out]
     if op <= LAST_UNARY:
@@ -111,7 +111,8 @@ def reverse_record(op, a, b, out, aux, flags, M, F, C, G, off, goff, size):
     elif op == OP_COPY:
         copy_bwd(GA_, GO, ga)
     elif op == OP_FILL:
-        fill_fwd(GO, 0.0)
+        for k in range(GO.size):
+            GO[k] = 0
 
 
 @jit
@@ -162,7 +163,7 @@ def _accumulate(src, dst, off, goff, size, dt, G32, G64, F32, F64):
             F64[o + k] += G64[og + k]
 
 
-@rule
+@inline
 def _reverse_one(R, i, M, off, goff, size, dt, F32, C32, G32, F64, C64, G64):
     """The backward of record i, in its dtype's arenas."""
     op, a, b, out, aux, flags = R[i, 0], R[i, 1], R[i, 2], R[i, 3], R[i, 4], R[i, 5]
@@ -204,7 +205,7 @@ def run_reverse(R, start, seed, M, off, goff, size, dt, vid, leaf, retain, grad_
     status = OK
     bad = -1
     touched = np.empty(2 * start + 8, np.int64)
-    nt = 0
+    nt = np.int64(0)
     for i in range(start, -1, -1):
         if pending == 0:
             break

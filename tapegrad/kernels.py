@@ -23,6 +23,7 @@ from .ops import (OP_ABS, OP_ADD, OP_COS, OP_DIV, OP_EXP, OP_LOG, OP_MAX, OP_MAX
 
 jit = partial(numba.njit, cache=True, nogil=True)     # the one place that sets njit options
 rule = partial(numba.njit, cache=True)                # scalar rules and small helpers
+inline = partial(numba.njit, cache=True, inline="always")    # typed into each caller
 
 
 # ---- unary elementwise rules: <op>_fwd(x) and <op>_bwd(x, out) = d out / d x ----
@@ -408,8 +409,7 @@ def binary_loop_fwd(op, A, B, O, M, m):
         return
     shape, sa, sb = _bcast_meta(M, m)
     idx = np.zeros(shape.size, np.int64)
-    ia = 0
-    ib = 0
+    ia = ib = np.int64(0)      # int64 from the start: a literal 0 compiles _advance again
     for o in range(n):
         O[o] = binary_fwd(op, A[ia], B[ib])
         ia, ib = _advance(idx, shape, sa, sb, ia, ib)
@@ -432,8 +432,7 @@ def binary_loop_bwd(op, A, B, O, GA, GB, GO, M, m, ga, gb):
         return
     shape, sa, sb = _bcast_meta(M, m)
     idx = np.zeros(shape.size, np.int64)
-    ia = 0
-    ib = 0
+    ia = ib = np.int64(0)      # int64 from the start: a literal 0 compiles _advance again
     for o in range(n):
         g = GO[o]
         GO[o] = 0
@@ -556,7 +555,7 @@ def strided_fwd(X, O, M, m):
     ix = base
     for o in range(O.size):
         O[o] = X[ix]
-        ix, _ = _advance(idx, shape, st, st, ix, 0)
+        ix, _ = _advance(idx, shape, st, st, ix, np.int64(0))
 
 
 @jit
@@ -567,7 +566,7 @@ def strided_bwd(GX, GO, M, m):
     for o in range(GO.size):
         GX[ix] += GO[o]
         GO[o] = 0
-        ix, _ = _advance(idx, shape, st, st, ix, 0)
+        ix, _ = _advance(idx, shape, st, st, ix, np.int64(0))
 
 
 @rule
@@ -585,7 +584,7 @@ def setstrided_fwd(S, D, M, m):
     shape, dst, base, src, n = _region(M, m)
     idx = np.zeros(shape.size, np.int64)
     i_d = base
-    i_s = 0
+    i_s = np.int64(0)
     for _ in range(n):
         D[i_d] = S[i_s]
         i_d, i_s = _advance(idx, shape, dst, src, i_d, i_s)
@@ -596,7 +595,7 @@ def setstrided_bwd(GS, GD, M, m, gs):
     shape, dst, base, src, n = _region(M, m)
     idx = np.zeros(shape.size, np.int64)
     i_d = base
-    i_s = 0
+    i_s = np.int64(0)
     for _ in range(n):
         if gs:
             GS[i_s] += GD[i_d]
