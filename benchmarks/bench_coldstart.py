@@ -6,7 +6,7 @@
 sees); 'empty cache'
 compiles every interpreter and kernel from scratch in a new cache directory (what the very first
 run after installing sees). The empty-cache case takes tens of seconds, so it only runs when
-benchmarks are enabled.
+benchmarks are enabled, and it is marked slow (`-m "not slow"` leaves it out).
 """
 import os
 import subprocess
@@ -54,16 +54,23 @@ def _fresh_process(cache_dir=None, steps=100):
 STEP_COUNTS = [100, 21001]
 
 
+def report_info(steps, impl):
+    return dict(workload=f"W ({steps} steps)", impl=impl, steps=1, unit="process")
+
+
 @pytest.mark.parametrize("steps", STEP_COUNTS)
 def test_first_step_warm_cache(benchmark, steps):
     benchmark.group = "cold start: fresh process to first compiled steps"
+    benchmark.extra_info.update(report_info(steps, "warm cache"))
     _fresh_process(steps=steps)           # fill the package's own cache if it is not yet
     benchmark.pedantic(_fresh_process, kwargs={"steps": steps}, rounds=3, iterations=1)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("steps", STEP_COUNTS)
 def test_first_step_empty_cache(benchmark, steps):
     benchmark.group = "cold start: fresh process to first compiled steps"
+    benchmark.extra_info.update(report_info(steps, "empty cache"))
     if benchmark.disabled:
         pytest.skip("compiles everything from scratch (tens of seconds): run with "
                     "--benchmark-enable")

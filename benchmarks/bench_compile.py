@@ -44,6 +44,43 @@ def fused_regression(X, Y, W, lr, steps, losses):
                 W[q, j] -= lr * 2 * g
 
 
+@njit(cache=True, nogil=True)
+def fused_chain(x0, grad, saved, g):
+    """The 100-op chain by hand, one op over all elements at a time: 33 times
+    x = tanh(x * a + b), then loss = sum(x * a); backward d tanh(u) = (1 - tanh(u)^2) du,
+    accumulated into grad. saved[k] holds the k-th tanh, g the running gradient."""
+    a, b, one = x0.dtype.type(1.0001), x0.dtype.type(0.001), x0.dtype.type(1)
+    n, m = x0.shape[0], saved.shape[0]
+    for k in range(m):
+        x = x0 if k == 0 else saved[k - 1]
+        for i in range(n):
+            saved[k, i] = np.tanh(x[i] * a + b)
+    loss = x0.dtype.type(0)
+    for i in range(n):
+        loss += saved[m - 1, i] * a
+        g[i] = a
+    for k in range(m - 1, -1, -1):
+        for i in range(n):
+            g[i] *= (one - saved[k, i] * saved[k, i]) * a
+    for i in range(n):
+        grad[i] += g[i]
+    return loss
+
+
+def jax_chain():
+    """The chain's gradient as one jax.jit call."""
+    jax = pytest.importorskip("jax")
+    jnp = jax.numpy
+
+    def loss(x):
+        for k in range(CHAIN // 3):
+            x = jnp.tanh(x * 1.0001 + 0.001)
+        return jnp.sum(x * 1.0001)
+    grad = jax.jit(jax.grad(loss))
+    x0 = jnp.ones(16, jnp.float32)
+    return lambda: grad(x0).block_until_ready()
+
+
 def tapegrad_step(specialized=True):
     X, Y = tapegrad.tensor(X_DATA), tapegrad.tensor(Y_DATA)
     tapegrad.manual_seed(0)
@@ -94,11 +131,20 @@ def jax_step():
 SHORT = 1000           # steps per timed call for the per-step-from-Python variants
 
 
+# the names the report (tapegrad.bench) gives the parametrized implementations
+REPORT_IMPL = {"tapegrad run() interpreted": "tapegrad run() (interpreted)",
+               "tapegrad replay": "tapegrad call",
+               "tapegrad replay interpreted": "tapegrad call (interpreted)"}
+
+
 @pytest.mark.parametrize("impl", ["tapegrad run()", "tapegrad run() interpreted", "fused njit",
                                   "torch eager", "jax.jit step"])
 def test_regression_many_steps(benchmark, impl):
     """21001 steps of the seed regression; per-step time = median / STEPS (or / SHORT)."""
     benchmark.group = f"3x3 regression: whole loop ({STEPS} steps) and per-step loops ({SHORT})"
+    steps = SHORT if impl in ("torch eager", "jax.jit step") else STEPS
+    benchmark.extra_info.update(workload="S", impl=REPORT_IMPL.get(impl, impl), steps=steps,
+                                unit="step")
     if impl.startswith("tapegrad"):
         step, X, Y = tapegrad_step(specialized="interpreted" not in impl)
         benchmark(step.run, STEPS, X, Y)
@@ -128,6 +174,8 @@ def test_regression_many_steps(benchmark, impl):
 def test_regression_replay_per_call(benchmark, impl):
     """One compiled call per step from a Python loop."""
     benchmark.group = f"3x3 regression: {SHORT} steps, one Python call each"
+    benchmark.extra_info.update(workload="S", impl=REPORT_IMPL.get(impl, impl), steps=SHORT,
+                                unit="step")
     if impl.startswith("tapegrad replay"):
         step, X, Y = tapegrad_step(specialized="interpreted" not in impl)
 
@@ -147,10 +195,14 @@ def test_regression_replay_per_call(benchmark, impl):
 
 
 @pytest.mark.parametrize("impl", ["tapegrad replay", "tapegrad replay interpreted",
-                                  "tapegrad eager", "torch eager"])
+                                  "tapegrad eager", "torch eager", "fused njit",
+                                  "jax.jit step"])
 def test_chain_replayed(benchmark, impl):
-    """The 100-op elementwise chain, forward and backward, per call."""
+    """The 100-op elementwise chain, forward and backward, per call; per-op time = median /
+    CHAIN."""
     benchmark.group = f"{CHAIN}-op elementwise chain replayed"
+    benchmark.extra_info.update(workload="D", impl=REPORT_IMPL.get(impl, impl), steps=CHAIN,
+                                unit="op")
     if impl.startswith("tapegrad replay"):
         x0 = tapegrad.ones(16, requires_grad=True)
 
@@ -164,6 +216,14 @@ def test_chain_replayed(benchmark, impl):
         for _ in range(3):
             run_chain()
         run = run_chain
+    elif impl == "fused njit":
+        x0, grad, g = np.ones(16, np.float32), np.zeros(16, np.float32), np.empty(16, np.float32)
+        saved = np.empty((CHAIN // 3, 16), np.float32)
+
+        def run():
+            fused_chain(x0, grad, saved, g)
+    elif impl == "jax.jit step":
+        run = jax_chain()
     else:
         run = chain(tapegrad if impl == "tapegrad eager" else _torch())
     run()
@@ -199,5 +259,7 @@ def optimizer_step(lib, opt_name, compiled):
 def test_optimizer_step_per_call(benchmark, impl, opt_name):
     """nn.Linear + loss + backward + optimizer step, one Python call per step."""
     benchmark.group = f"Linear(3, 2) training step with {opt_name}, one call each"
+    benchmark.extra_info.update(workload=f"Linear step {opt_name}",
+                                impl=REPORT_IMPL.get(impl, impl), steps=1, unit="step")
     lib = _torch() if impl == "torch eager" else tapegrad
     benchmark(optimizer_step(lib, opt_name, impl == "tapegrad replay"))

@@ -37,12 +37,14 @@ def regression_loop(lib):
 
 
 def regression_numpy():
+    """The same steps with the gradient by hand: loss = ||XW - Y||^2, dW = 2 X^T (XW - Y)."""
     W = np.random.default_rng(0).standard_normal((3, 2)).astype(np.float32)
 
     def run():
         nonlocal W
         for _ in range(STEPS):
             r = X_DATA @ W - Y_DATA
+            (r * r).sum()                       # the loss, as the other loops compute it
             W = W - 0.25 * (2 * X_DATA.T @ r)
     return run
 
@@ -61,11 +63,13 @@ def chain(lib):
 
 
 IMPLS = ["tapegrad", "torch", "numpy"]
+REPORT_IMPL = {"tapegrad": "tapegrad eager", "torch": "torch eager", "numpy": "numpy"}
 
 
 @pytest.mark.parametrize("impl", IMPLS)
 def test_regression_step(benchmark, impl):
     benchmark.group = f"3x3 regression, {STEPS} eager steps"
+    benchmark.extra_info.update(workload="S", impl=REPORT_IMPL[impl], steps=STEPS, unit="step")
     run = {"tapegrad": lambda: regression_loop(tapegrad), "torch": lambda: regression_loop(
         _torch()), "numpy": regression_numpy}[impl]()
     run()                                       # warm-up: compile, caches
@@ -75,6 +79,7 @@ def test_regression_step(benchmark, impl):
 @pytest.mark.parametrize("impl", ["tapegrad", "torch"])
 def test_elementwise_chain(benchmark, impl):
     benchmark.group = f"{CHAIN}-op elementwise chain, forward+backward"
+    benchmark.extra_info.update(workload="D", impl=REPORT_IMPL[impl], steps=CHAIN, unit="op")
     lib = tapegrad if impl == "tapegrad" else _torch()
     run = chain(lib)
     run()

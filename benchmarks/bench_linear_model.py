@@ -73,11 +73,29 @@ CASES = [(name, batch, impl)
          if batch is None or impl not in CLOSED]
 
 
+REPORT_IMPL = {"SGDRegressor.fit": "tapegrad run()", "torch loop": "torch eager",
+               "numpy loop": "numpy", "LinearRegression.fit": "tapegrad LinearRegression.fit"}
+
+
+def report_info(name, batch, impl, n):
+    """The report's labels (tapegrad.bench): closed forms are a workload of their own, timed
+    per fit; the others per step."""
+    size = "3x3" if name.startswith("seed") else name
+    if impl in CLOSED:
+        return dict(workload=f"LinearRegression {size}", impl=REPORT_IMPL.get(impl, impl),
+                    steps=1, unit="fit")
+    batches = 1 if batch is None else -(-n // batch)          # steps per epoch
+    return dict(workload=f"SGDRegressor {size}" + (f" batch {batch}" if batch else ""),
+                impl=REPORT_IMPL[impl], unit="step",
+                steps=STEPS // batches * batches if impl == "SGDRegressor.fit" else SHORT)
+
+
 @pytest.mark.parametrize("name,batch,impl", CASES)
 def test_fit(benchmark, name, batch, impl):
     X, y = problem(name)
     how = "full batch" if batch is None else f"batch_size={batch}"
     benchmark.group = f"{name} regression, {how}: fit ({STEPS} steps), loops ({SHORT} steps)"
+    benchmark.extra_info.update(report_info(name, batch, impl, len(X)))
     if impl == "SGDRegressor.fit":
         epochs = STEPS if batch is None else STEPS // -(-len(X) // batch)
         reg = lm.SGDRegressor(learning_rate=lr(batch), tol=None, max_iter=epochs,

@@ -15,6 +15,7 @@ from .factory import (arange, as_tensor, empty, empty_like, eye, from_numpy, ful
                       linspace, logspace, normal, ones, ones_like, rand, randint, randn,
                       randperm, scalar_tensor, zeros, zeros_like)
 from .random import Generator, initial_seed, manual_seed, seed
+from .threads import get_num_threads, set_num_threads
 from .tape import TAPE as _TAPE
 from .printing import get_printoptions, set_printoptions
 from .tensor import Tensor, cat, stack, tensor

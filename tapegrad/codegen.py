@@ -25,8 +25,9 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from .interpret import (OP_CAST, P_ACC, P_BWD, P_CMP, P_COPY, P_FWD, P_SEED, P_SEEDSLOT,
-                        P_TAKE, P_VALUE, P_ZERO)
+from .interpret import (OP_CAST, P_ACC, P_AFFINE_BWD, P_AFFINE_FWD, P_BWD, P_CMP, P_COPY,
+                        P_FWD, P_SEED, P_SEEDSLOT, P_TAKE, P_VALUE, P_ZERO)
+from .kernels import SMALL_MATMUL
 from .ops import (GA, GB, LAST_BINARY, LAST_REDUCE, LAST_UNARY, OP_CLAMP, OP_COPY, OP_FILL,
                   OP_INDEX, OP_MATMUL, OP_MEAN, OP_NORM, OP_SETSTRIDED, OP_STRIDED, OP_SUM, OPS)
 
@@ -181,6 +182,12 @@ class _Writer:
             args += f", {C}[{k}], {C}[{k} + 1]"
         return f"{self.call(OPS[op].name + '_' + direction)}({args})"
 
+    def small_matmul(self, aux):
+        """A single product small enough for the kernels' plain fixed-order loops, which are
+        written inline; larger ones call the kernel."""
+        nb, n, k, p = (int(v) for v in self.M[aux:aux + 4])
+        return nb == 1 and n * k * p <= SMALL_MATMUL
+
     def loop(self, n, body):
         self.emit(f"for i in range({n}):")
         for line in body:
@@ -211,7 +218,7 @@ class _Writer:
             self.emit(f"v = {X}", 3)
             self.emit("s += v * v" if op == OP_NORM else "s += v", 3)
             self.emit(f"{F}[{self.o(out)} + o * {inner} + k] = {total}", 2)
-        elif op == OP_MATMUL and self.M[aux] == 1:
+        elif op == OP_MATMUL and self.small_matmul(aux):
             nn, k, p, ba, bb = (int(v) for v in self.M[aux + 1:aux + 6])
             A, B = f"{F}[{self.o(a)} + {ba}", f"{F}[{self.o(b)} + {bb}"
             self.emit(f"for i in range({nn}):")
@@ -284,7 +291,7 @@ class _Writer:
             else:
                 self.emit(f"for j in range({m}):", 2)
                 self.emit(f"{GX} += g" + (f" / {m}" if op == OP_MEAN else ""), 3)
-        elif op == OP_MATMUL and self.M[aux] == 1:
+        elif op == OP_MATMUL and self.small_matmul(aux):
             nn, k, p, ba, bb = (int(v) for v in self.M[aux + 1:aux + 6])
             self.emit(f"for i in range({nn}):")
             self.emit(f"for l in range({k}):", 1)
@@ -333,6 +340,9 @@ class _Writer:
 
     def row(self, j, r, ncopy):
         kind, p1, p2, p3, p4, p5 = (int(v) for v in r)
+        if kind in (P_AFFINE_FWD, P_AFFINE_BWD):
+            raise TooLarge("a fused pass over large data (tapegrad.fuse) runs in the "
+                           "interpreter: it spends its time in the kernel, not in dispatch")
         if kind == P_FWD:
             for i in range(p1, p2):
                 self.forward(i)

@@ -21,7 +21,7 @@ import weakref
 import numpy as np
 from numba.core.errors import NumbaError
 
-from . import codegen
+from . import codegen, fuse
 from . import dtypes as D
 from .interpret import (CMP_EQ, CMP_GE, CMP_GT, CMP_LE, CMP_LT, CMP_NE, P_ACC, P_BWD, P_CMP,
                         P_COPY, P_FWD, P_REV, P_SEED, P_SEEDSLOT, P_TAKE, P_VALUE, P_ZERO,
@@ -333,6 +333,7 @@ class Path:
         self.C = [T.C[d][:T.nconst[d]].copy() for d in (0, 1)]
         self.shapes = list(T.shapes)
         self.events = rec.events
+        self.scratch = []               # slots of fused rows' gradient scratch
         rows, self.row_desc = [], []
         last = 0
         for k, e in enumerate(rec.events):
@@ -356,6 +357,10 @@ class Path:
             self.out_keys.append((len(rows), T.key[o[1]]))
             rows.append((P_COPY, o[1], -1, 0, 0, 0))
             self.row_desc.append(None)
+        rows, self.row_desc = fuse.affine_loss(rows, self.row_desc, self.R, self.M, T.size,
+                                               T.dt, self._scratch)
+        copies = [j for j, r in enumerate(rows) if r[0] == P_COPY]     # fusing moved them
+        self.out_keys = [(j, key) for j, (_, key) in zip(copies, self.out_keys)]
         self.P = np.array(rows, np.int64).reshape(-1, 6)
         self.V = np.concatenate(rec.V) if rec.V else np.zeros(1)
         self.consts = rec.consts
@@ -379,6 +384,7 @@ class Path:
         for e in rec.events:
             used.update(int(v) for v in _slots_of(e) if v >= 0)
         used.update(s for _, s in inputs)
+        used.update(self.scratch)
         for r in self.P:
             if r[0] == P_ACC:
                 used.update((int(r[1]), int(r[2])))
@@ -410,6 +416,11 @@ class Path:
                 elif r[0] == P_ACC and r[2] in live0:    # into an existing .grad
                     written.add(int(r[2]))
             self.snapshot = sorted(written)
+
+    def _scratch(self, dt, n):
+        s = TAPE.alloc(dt, n)
+        self.scratch.append(s)
+        return s
 
     def run_args(self):
         """The arguments of run_program for this path (rebuilt when the tape reallocates)."""

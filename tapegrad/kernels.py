@@ -23,6 +23,8 @@ from .ops import (OP_ABS, OP_ADD, OP_COS, OP_DIV, OP_EXP, OP_LOG, OP_MAX, OP_MAX
 
 jit = partial(numba.njit, cache=True, nogil=True)     # the one place that sets njit options
 rule = partial(numba.njit, cache=True)                # scalar rules and small helpers
+# loops whose sums may be reassociated (vectorized) and fused into multiply-adds
+fast = partial(numba.njit, cache=True, nogil=True, fastmath={"reassoc", "contract"})
 inline = partial(numba.njit, cache=True, inline="always")    # typed into each caller
 
 
@@ -257,6 +259,10 @@ def div_bwd(a, b, out):
 
 @rule
 def pow_fwd(a, b):
+    if b == 2:                                             # squares and their derivative,
+        return a * a                                       # without a call to pow (as torch)
+    if b == 1:
+        return a
     if a < 0 and b != math.floor(b):
         return math.nan
     if a == 0 and b < 0:
@@ -507,11 +513,78 @@ def reduce_bwd(op, X, O, GX, GO, M, m):
 
 
 # ---- matmul: batches of (n, k) @ (k, p); batch offsets of A and B follow in M ----
+# Up to SMALL_MATMUL multiply-adds a product runs in plain loops in a fixed order (the specialized
+# code of tapegrad.codegen writes the same loops inline, bit for bit). Larger products run the
+# loops below: each inner loop is unit-stride so it vectorizes, and the dot products of a
+# single-column product (X @ w) sum in any order (fastmath reassoc/contract), as BLAS does.
+SMALL_MATMUL = 1024
+
+
+@fast
+def mm_rows_fwd(A, B, O, oa, ob, oo, n, k, p):
+    """O[oo:] (n, p) = A[oa:] (n, k) @ B[ob:] (k, p), the large-product loops. Rows are taken as
+    slices: indexing with a runtime offset keeps Numba's negative-index check in the inner loop,
+    which stops it from vectorizing."""
+    W = B[ob:ob + k * p]
+    for i in range(n):
+        a = A[oa + i * k:oa + i * k + k]
+        if p == 1:
+            s = O.dtype.type(0)
+            for l in range(k):
+                s += a[l] * W[l]
+            O[oo + i] = s
+            continue
+        o = O[oo + i * p:oo + i * p + p]
+        for j in range(p):
+            o[j] = 0
+        for l in range(k):
+            av = a[l]
+            w = W[l * p:l * p + p]
+            for j in range(p):
+                o[j] += av * w[j]
+
+
+@fast
+def mm_rows_bwd(A, B, GA, GB, G, oa, ob, oga, ogb, go, n, k, p, ga, gb):
+    """GA[oga:] += G[go:] B^T and GB[ogb:] += A^T G[go:] for A[oa:] (n, k) @ B[ob:] (k, p), the
+    large-product loops. GB's rows are summed in row order, as the plain loops do."""
+    W = B[ob:ob + k * p]
+    GW = GB[ogb:ogb + k * p]
+    for i in range(n):
+        g = G[go + i * p:go + i * p + p]
+        if gb:
+            a = A[oa + i * k:oa + i * k + k]
+            if p == 1:
+                for l in range(k):
+                    GW[l] += a[l] * g[0]
+            else:
+                for l in range(k):
+                    av = a[l]
+                    gw = GW[l * p:l * p + p]
+                    for j in range(p):
+                        gw[j] += av * g[j]
+        if ga:
+            gx = GA[oga + i * k:oga + i * k + k]
+            if p == 1:
+                for l in range(k):
+                    gx[l] += g[0] * W[l]
+            else:
+                for l in range(k):
+                    w = W[l * p:l * p + p]
+                    s = GA.dtype.type(0)
+                    for j in range(p):
+                        s += g[j] * w[j]
+                    gx[l] += s
+
+
 @jit
 def matmul_fwd(A, B, O, M, m):
     nb, n, k, p = M[m], M[m + 1], M[m + 2], M[m + 3]
     for bi in range(nb):
         oa, ob, oo = M[m + 4 + bi], M[m + 4 + nb + bi], bi * n * p
+        if n * k * p > SMALL_MATMUL:
+            mm_rows_fwd(A, B, O, oa, ob, oo, n, k, p)
+            continue
         for i in range(n):
             for j in range(p):
                 O[oo + i * p + j] = 0
@@ -526,17 +599,20 @@ def matmul_bwd(A, B, GA, GB, GO, M, m, ga, gb):
     nb, n, k, p = M[m], M[m + 1], M[m + 2], M[m + 3]
     for bi in range(nb):
         oa, ob, oo = M[m + 4 + bi], M[m + 4 + nb + bi], bi * n * p
-        for i in range(n):
-            for l in range(k):
-                av = A[oa + i * k + l]
-                s = 0.0
-                for j in range(p):
-                    g = GO[oo + i * p + j]
-                    s += g * B[ob + l * p + j]      # dA = G B^T
-                    if gb:
-                        GB[ob + l * p + j] += av * g  # dB = A^T G
-                if ga:
-                    GA[oa + i * k + l] += s
+        if n * k * p > SMALL_MATMUL:
+            mm_rows_bwd(A, B, GA, GB, GO, oa, ob, oa, ob, oo, n, k, p, ga, gb)
+        else:
+            for i in range(n):
+                for l in range(k):
+                    av = A[oa + i * k + l]
+                    s = 0.0
+                    for j in range(p):
+                        g = GO[oo + i * p + j]
+                        s += g * B[ob + l * p + j]      # dA = G B^T
+                        if gb:
+                            GB[ob + l * p + j] += av * g  # dB = A^T G
+                    if ga:
+                        GA[oa + i * k + l] += s
         for i in range(n * p):
             GO[oo + i] = 0
 

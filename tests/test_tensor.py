@@ -513,3 +513,18 @@ def test_basic_view_fast_path_equals_numpy():
             except IndexError as e:
                 out.append(str(e))
         assert out[0] == out[1], (shape, idx)
+
+
+def test_set_num_threads_like_torch():
+    before = tg.get_num_threads()
+    assert before >= 1
+    try:
+        tg.set_num_threads(3)
+        assert tg.get_num_threads() == 3
+        for bad, msg in ((0, "positive integer"), (-2, "positive integer"),
+                         (1.5, "an int, but got float"), (True, "an int, but got bool")):
+            with pytest.raises(RuntimeError, match=msg):
+                tg.set_num_threads(bad)
+        assert tg.get_num_threads() == 3
+    finally:
+        tg.set_num_threads(before)

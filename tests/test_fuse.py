@@ -1,0 +1,149 @@
+"""Large matrix products and the fused affine-then-loss pass of replayed programs.
+
+Products above SMALL_MATMUL multiply-adds run the vectorized kernels; they are checked against
+NumPy in float64, forward and both gradients. The fused pass (tapegrad.fuse, off by default) is
+switched on here: a replayed step must give what eager gives, and chains that are not provably
+equivalent must not be fused.
+"""
+import numpy as np
+import pytest
+
+import tapegrad as tg
+from tapegrad import fuse
+from tapegrad.interpret import P_AFFINE_BWD, P_AFFINE_FWD
+from tapegrad.kernels import SMALL_MATMUL
+
+
+@pytest.mark.parametrize("n,k,p", [(300, 8, 1), (200, 9, 3), (64, 40, 16), (2, 700, 1)])
+@pytest.mark.parametrize("batch", [False, True])
+def test_large_matmul_matches_numpy(n, k, p, batch):
+    assert n * k * p > SMALL_MATMUL
+    rng = np.random.default_rng(n + k + p)
+    lead = (2,) if batch else ()
+    A = rng.standard_normal(lead + (n, k))
+    B = rng.standard_normal(lead + (k, p))
+    G = rng.standard_normal(lead + (n, p))
+    a = tg.tensor(A, requires_grad=True)
+    b = tg.tensor(B, requires_grad=True)
+    out = a @ b
+    np.testing.assert_allclose(out.detach().numpy(), A @ B, rtol=1e-12, atol=1e-12)
+    out.backward(tg.tensor(G))
+    np.testing.assert_allclose(a.grad.numpy(), G @ np.swapaxes(B, -1, -2), rtol=1e-12,
+                               atol=1e-12)
+    np.testing.assert_allclose(b.grad.numpy(), np.swapaxes(A, -1, -2) @ G, rtol=1e-12,
+                               atol=1e-12)
+
+
+def test_large_matmul_float32_close_to_float64():
+    rng = np.random.default_rng(1)
+    A = rng.standard_normal((500, 30)).astype(np.float32)
+    w = rng.standard_normal((30, 1)).astype(np.float32)
+    out = (tg.tensor(A) @ tg.tensor(w)).numpy()
+    ref = A.astype(np.float64) @ w.astype(np.float64)
+    np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4)
+
+
+LOSSES = {
+    "mse": lambda z, y: ((z - y) ** 2).mean(),
+    "reversed sum": lambda z, y: ((y - z) ** 2).sum(),
+    "l1 scaled": lambda z, y: (z - y).abs().mean() * 3.0,
+    "tanh chain": lambda z, y: ((z * 0.5).tanh() - y).pow(2).sum() + 1.0,
+}
+
+
+def _step(w, loss_fn, lr=1e-3):
+    def step(X, y):
+        loss = loss_fn(X @ w, y)
+        loss.backward()
+        with tg.no_grad():
+            w.sub_(lr * w.grad)
+        w.grad.zero_()
+        return loss
+    return step
+
+
+def _fused_rows(fn):
+    """How many fused rows the recorded paths of compiled function fn hold."""
+    return sum(int(np.isin(p.P[:, 0], (P_AFFINE_FWD, P_AFFINE_BWD)).sum())
+               for paths in fn.paths.values() for p in paths)
+
+
+@pytest.fixture
+def fusing(monkeypatch):
+    monkeypatch.setattr(fuse, "ENABLED", True)
+
+
+@pytest.mark.parametrize("loss", list(LOSSES))
+@pytest.mark.parametrize("p", [1, 3])
+def test_fused_replay_equals_eager(fusing, loss, p):
+    rng = np.random.default_rng(p)
+    X = tg.tensor(rng.standard_normal((400, 6)))
+    y = tg.tensor(rng.standard_normal((400, p)))
+    w0 = rng.standard_normal((6, p))
+    we = tg.tensor(w0.copy(), requires_grad=True)
+    wc = tg.tensor(w0.copy(), requires_grad=True)
+    eager = _step(we, LOSSES[loss])
+    compiled = tg.compile(_step(wc, LOSSES[loss]), specialize_after=0)
+    for _ in range(4):
+        le, lc = eager(X, y), compiled(X, y)
+        np.testing.assert_allclose(lc.item(), le.item(), rtol=1e-12)
+        np.testing.assert_allclose(wc.detach().numpy(), we.detach().numpy(), rtol=1e-12,
+                                   atol=1e-15)
+    hist = compiled.run(5, X, y)
+    for h in hist:
+        np.testing.assert_allclose(h, eager(X, y).item(), rtol=1e-12)
+    np.testing.assert_allclose(wc.detach().numpy(), we.detach().numpy(), rtol=1e-12,
+                               atol=1e-15)
+    assert _fused_rows(compiled) == 2      # the chain was fused: its forward and backward
+
+
+def test_fused_gradient_matches_hand_derived(fusing):
+    rng = np.random.default_rng(3)
+    Xn, yn = rng.standard_normal((500, 4)), rng.standard_normal((500, 1))
+    w = tg.zeros(4, 1, dtype=tg.float64, requires_grad=True)
+
+    @tg.compile
+    def grad_of(X, y):
+        loss = ((X @ w - y) ** 2).mean()
+        loss.backward()
+        g = w.grad.clone()
+        w.grad = None
+        return g
+    for _ in range(3):
+        g = grad_of(tg.tensor(Xn), tg.tensor(yn)).numpy()
+    np.testing.assert_allclose(g, 2 / 500 * Xn.T @ (Xn @ np.zeros((4, 1)) - yn), rtol=1e-12)
+
+
+@pytest.mark.parametrize("case", ["X requires grad", "residual returned", "y requires grad"])
+def test_unfusable_chains_stay_correct(fusing, case):
+    rng = np.random.default_rng(4)
+    Xn, yn, w0 = rng.standard_normal((300, 5)), rng.standard_normal((300, 1)), np.ones((5, 1))
+    results = []
+    for mode in ("eager", "compiled"):
+        X = tg.tensor(Xn, requires_grad=case == "X requires grad")
+        y = tg.tensor(yn, requires_grad=case == "y requires grad")
+        w = tg.tensor(w0.copy(), requires_grad=True)
+
+        def step(X, y):
+            r = X @ w - y
+            loss = (r ** 2).sum()
+            loss.backward()
+            return (loss, r) if case == "residual returned" else loss
+        fn = tg.compile(step, specialize_after=0) if mode == "compiled" else step
+        for _ in range(3):
+            out = fn(X, y)
+        results.append((w.grad.numpy().copy(), (out[0] if isinstance(out, tuple) else
+                                                 out).item()))
+        if mode == "compiled":
+            assert _fused_rows(fn) == 0
+    np.testing.assert_allclose(results[1][0], results[0][0], rtol=1e-12)
+    np.testing.assert_allclose(results[1][1], results[0][1], rtol=1e-12)
+
+
+def test_small_products_are_not_fused(fusing):
+    X, y = tg.randn(10, 3, dtype=tg.float64), tg.randn(10, 1, dtype=tg.float64)
+    w = tg.zeros(3, 1, dtype=tg.float64, requires_grad=True)
+    f = tg.compile(_step(w, LOSSES["mse"]))
+    for _ in range(3):
+        f(X, y)
+    assert _fused_rows(f) == 0
