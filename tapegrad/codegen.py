@@ -25,11 +25,12 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from .interpret import (OP_CAST, P_ACC, P_AFFINE_BWD, P_AFFINE_FWD, P_BWD, P_CMP, P_COPY,
-                        P_FWD, P_SEED, P_SEEDSLOT, P_TAKE, P_VALUE, P_ZERO)
+from .interpret import (BLOCK, OP_CAST, P_ACC, P_AFFINE_BWD, P_AFFINE_FWD, P_BWD, P_CMP,
+                        P_COPY, P_FWD, P_SEED, P_SEEDSLOT, P_TAKE, P_VALUE, P_ZERO)
 from .kernels import SMALL_MATMUL
 from .ops import (GA, GB, LAST_BINARY, LAST_REDUCE, LAST_UNARY, OP_CLAMP, OP_COPY, OP_FILL,
-                  OP_INDEX, OP_MATMUL, OP_MEAN, OP_NORM, OP_SETSTRIDED, OP_STRIDED, OP_SUM, OPS)
+                  OP_INDEX, OP_MATMUL, OP_MEAN, OP_NORM, OP_POW, OP_SETSTRIDED, OP_STRIDED, OP_SUM,
+                  OPS)
 
 def _stamp():
     """A hash of the sources the generated code calls into. Numba's cache checks only the
@@ -121,6 +122,8 @@ class _Writer:
         self.start()
 
     def start(self):
+        self.depth = 0                  # indentation of what is emitted (inside a block loop)
+        self.span = False               # elementwise loops run over i in e0..e1 (a block)
         self.lines = []
         self.slots = {}                 # slot -> its number k in the piece (o{k}, g{k})
         self.reads = set()              # ("o" | "g", k) the piece reads
@@ -135,7 +138,7 @@ class _Writer:
         self.start()
 
     def emit(self, line, depth=0):
-        self.lines.append("    " * depth + line)
+        self.lines.append("    " * (self.depth + depth) + line)
 
     def call(self, name):
         self.names.add(name)
@@ -189,7 +192,7 @@ class _Writer:
         return nb == 1 and n * k * p <= SMALL_MATMUL
 
     def loop(self, n, body):
-        self.emit(f"for i in range({n}):")
+        self.emit("for i in range(e0, e1):" if self.span else f"for i in range({n}):")
         for line in body:
             self.emit(line, 1)
 
@@ -270,6 +273,9 @@ class _Writer:
             x, y = self.elem(d, a, n), self.elem(d, b, n)
             r = self.rule(op, "bwd", f"{x}, {y}, {F}[{self.o(out)} + i]", d, aux)
             body = take + [f"da, db = {r}"]
+            if op == OP_POW and ga != gb:       # pow_bwd's halves: the exponent's is a log
+                half = "pow_bwd_base" if ga else "pow_bwd_exponent"
+                body = take + [f"{'da' if ga else 'db'} = {self.call(half)}({x}, {y})"]
             for s, on, grad in ((a, ga, "da"), (b, gb, "db")):
                 if on:
                     at = f"{self.g(s)} + i" if self.size[s] == n else self.g(s)
@@ -335,15 +341,66 @@ class _Writer:
             raise ValueError(f"codegen: no backward for opcode {op}")
 
     # ---- program rows ----
+    # ---- a fused affine-then-loss chain (tapegrad.fuse): interpret.affine_loss_fwd/_bwd,
+    # with the chain's records written inline for a block of elements e0..e1 ----
+    def affine_forward(self, i0, im, S):
+        a, b, z, aux = (int(v) for v in self.R[i0, 1:5])
+        q, L, mean = int(self.R[im, 1]), int(self.R[im, 3]), int(self.R[im, 0]) == OP_MEAN
+        d = int(self.dt[z])
+        F, G = self.arr("F", d), self.arr("G", d)
+        n, k, p, ba, bb = (int(v) for v in self.M[aux + 1:aux + 6])
+        rows = max(1, BLOCK // max(k, 1))
+        gs = self.g(S) if S >= 0 else "0"
+        self.emit("acc = 0.0")
+        if S >= 0:
+            self.loop(k * p, [f"{G}[{gs} + i] = 0"])
+        self.emit(f"for start in range(0, {n}, {rows}):")
+        self.depth += 1
+        self.emit(f"nr = min({rows}, {n} - start)")
+        self.emit(f"e0 = start * {p}")
+        self.emit(f"e1 = e0 + nr * {p}")
+        # k and p reach the product kernels as runtime values: inlined with literal sizes,
+        # LLVM unrolls the row's dot product instead of vectorizing it (4x slower)
+        self.arrays.add("M")
+        mm = f"{self.o(a)} + {ba} + start * kk, {self.o(b)} + {bb}, "
+        self.emit(f"kk, pp = M[{self.param(aux)} + 2], M[{self.param(aux)} + 3]")
+        self.emit(f"{self.call('mm_rows_fwd')}({F}, {F}, {F}, {mm}{self.o(z)} + e0, nr, kk, pp)")
+        self.span = True
+        for r in range(i0 + 1, im):
+            self.forward(r)
+        self.loop(0, [f"acc += {F}[{self.o(q)} + i]"])
+        self.loop(0, [f"{G}[{self.g(q)} + i] += " + (f"1.0 / {n * p}" if mean else "1.0")])
+        for r in range(im - 1, i0, -1):
+            self.backward(r)
+        self.span = False
+        self.emit(f"{self.call('mm_rows_bwd')}({F}, {F}, {G}, {G}, {G}, {mm}0, {gs}, "
+                  f"{self.g(z)} + e0, nr, kk, pp, False, {S >= 0})")
+        self.emit("for i in range(e0, e1):")
+        self.emit(f"{G}[{self.g(z)} + i] = 0", 1)
+        self.depth -= 1
+        self.emit(f"{F}[{self.o(L)}] = " + (f"acc / {n * p}" if mean else "acc"))
+
+    def affine_backward(self, i0, im, S):
+        L, d = int(self.R[im, 3]), int(self.dt[self.R[i0, 3]])
+        G = self.arr("G", d)
+        self.emit(f"g = {G}[{self.g(L)}]")
+        self.emit(f"{G}[{self.g(L)}] = 0")
+        if S >= 0:
+            b, aux = int(self.R[i0, 2]), int(self.R[i0, 4])
+            bb, kp = int(self.M[aux + 5]), int(self.M[aux + 2] * self.M[aux + 3])
+            self.loop(kp, [f"{G}[{self.g(b)} + {bb} + i] += g * {G}[{self.g(S)} + i]",
+                           f"{G}[{self.g(S)} + i] = 0"])
+
     def first(self, s):
         return f"np.float64({self.arr('F', int(self.dt[s]))}[{self.o(s)}])"
 
     def row(self, j, r, ncopy):
         kind, p1, p2, p3, p4, p5 = (int(v) for v in r)
-        if kind in (P_AFFINE_FWD, P_AFFINE_BWD):
-            raise TooLarge("a fused pass over large data (tapegrad.fuse) runs in the "
-                           "interpreter: it spends its time in the kernel, not in dispatch")
-        if kind == P_FWD:
+        if kind == P_AFFINE_FWD:
+            self.affine_forward(p1, p2, p3)
+        elif kind == P_AFFINE_BWD:
+            self.affine_backward(p1, p2, p3)
+        elif kind == P_FWD:
             for i in range(p1, p2):
                 self.forward(i)
                 self.finish()

@@ -78,7 +78,7 @@ def _chain(R, M, size, dt, i0, uses):
     return -1
 
 
-ENABLED = False
+ENABLED = True
 
 
 def affine_loss(rows, descs, R, M, size, dt, alloc):

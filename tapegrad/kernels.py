@@ -271,16 +271,26 @@ def pow_fwd(a, b):
 
 
 @rule
-def pow_bwd(a, b, out):
-    # d a^b = b a^(b-1) da + a^b log(a) db; zero where torch masks (b == 0; a == 0 and b >= 0)
-    da = 0.0 if b == 0 else b * pow_fwd(a, b - 1.0)
+def pow_bwd_base(a, b):
+    """d a^b / da = b a^(b-1); zero where torch masks it (b == 0)."""
+    return 0.0 if b == 0 else b * pow_fwd(a, b - 1.0)
+
+
+@rule
+def pow_bwd_exponent(a, b):
+    """d a^b / db = a^b log(a); zero where torch masks it (a == 0 and b >= 0)."""
     if a == 0 and b >= 0:
-        db = 0.0
-    elif a < 0:
-        db = math.nan
-    else:
-        db = pow_fwd(a, b) * math.log(a)
-    return da, db
+        return 0.0
+    if a < 0:
+        return math.nan
+    return pow_fwd(a, b) * math.log(a)
+
+
+@rule
+def pow_bwd(a, b, out):
+    # the two halves are rules of their own: specialized code calls only the one it needs
+    # (the exponent's costs a log per element)
+    return pow_bwd_base(a, b), pow_bwd_exponent(a, b)
 
 
 @rule
@@ -547,27 +557,46 @@ def mm_rows_fwd(A, B, O, oa, ob, oo, n, k, p):
 @fast
 def mm_rows_bwd(A, B, GA, GB, G, oa, ob, oga, ogb, go, n, k, p, ga, gb):
     """GA[oga:] += G[go:] B^T and GB[ogb:] += A^T G[go:] for A[oa:] (n, k) @ B[ob:] (k, p), the
-    large-product loops. GB's rows are summed in row order, as the plain loops do."""
+    large-product loops. A^T G is summed over the rows (four at a time when p == 1) in a local
+    array, which LLVM knows aliases neither arena, and added to GB at the end."""
     W = B[ob:ob + k * p]
-    GW = GB[ogb:ogb + k * p]
-    for i in range(n):
-        g = G[go + i * p:go + i * p + p]
-        if gb:
-            a = A[oa + i * k:oa + i * k + k]
-            if p == 1:
+    if gb:
+        acc = np.zeros(k * p, GB.dtype)
+        if p == 1:
+            m = n - n % 4
+            for i in range(0, m, 4):
+                a0 = A[oa + i * k:oa + i * k + k]
+                a1 = A[oa + i * k + k:oa + i * k + 2 * k]
+                a2 = A[oa + i * k + 2 * k:oa + i * k + 3 * k]
+                a3 = A[oa + i * k + 3 * k:oa + i * k + 4 * k]
+                g0, g1, g2, g3 = G[go + i], G[go + i + 1], G[go + i + 2], G[go + i + 3]
                 for l in range(k):
-                    GW[l] += a[l] * g[0]
-            else:
+                    acc[l] += (a0[l] * g0 + a1[l] * g1) + (a2[l] * g2 + a3[l] * g3)
+            for i in range(m, n):
+                a0 = A[oa + i * k:oa + i * k + k]
+                g0 = G[go + i]
+                for l in range(k):
+                    acc[l] += a0[l] * g0
+        else:
+            for i in range(n):
+                a = A[oa + i * k:oa + i * k + k]
+                g = G[go + i * p:go + i * p + p]
                 for l in range(k):
                     av = a[l]
-                    gw = GW[l * p:l * p + p]
+                    row = acc[l * p:l * p + p]
                     for j in range(p):
-                        gw[j] += av * g[j]
-        if ga:
+                        row[j] += av * g[j]
+        GW = GB[ogb:ogb + k * p]
+        for l in range(k * p):
+            GW[l] += acc[l]
+    if ga:
+        for i in range(n):
+            g = G[go + i * p:go + i * p + p]
             gx = GA[oga + i * k:oga + i * k + k]
             if p == 1:
+                g0 = g[0]
                 for l in range(k):
-                    gx[l] += g[0] * W[l]
+                    gx[l] += g0 * W[l]
             else:
                 for l in range(k):
                     w = W[l * p:l * p + p]
