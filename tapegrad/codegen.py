@@ -17,6 +17,7 @@ its text, so Numba's on-disk cache applies: a path compiled once loads in later 
 import hashlib
 import importlib.util
 import os
+import re
 import sys
 import tempfile
 
@@ -116,6 +117,8 @@ class _Writer:
 
     def __init__(self, path, size, dt):
         self.R, self.M, self.size, self.dt = path.R, path.M, size, dt
+        self.C = path.C
+        self.live = {(d, k) for d, k, _, _ in path.consts}    # immediates rebound per call
         self.names = set()              # kernels and rules the code calls
         self.arrays = set()             # arena names it touches
         self.pieces = []                # (code, slots): one per record or event
@@ -173,6 +176,10 @@ class _Writer:
 
     def elem(self, d, s, n, i="i"):
         """Element i of an elementwise operand (a size-1 slot or an immediate broadcasts)."""
+        if s < 0 and self.span and (d, -s - 1) not in self.live:
+            # a constant, written as a literal in a block loop: LLVM folds the rule's branches
+            # on it (pow's on its exponent) instead of computing every branch per element
+            return f"np.float{32 if d == 0 else 64}({float(self.C[d][-s - 1])!r})"
         if s < 0:
             return f"{self.arr('C', d)}[{self.param(-s - 1)}]"
         if self.size[s] == n:
@@ -192,7 +199,7 @@ class _Writer:
         return nb == 1 and n * k * p <= SMALL_MATMUL
 
     def loop(self, n, body):
-        self.emit("for i in range(e0, e1):" if self.span else f"for i in range({n}):")
+        self.emit("for i in range(ne):" if self.span else f"for i in range({n}):")
         for line in body:
             self.emit(line, 1)
 
@@ -365,7 +372,7 @@ class _Writer:
         mm = f"{self.o(a)} + {ba} + start * kk, {self.o(b)} + {bb}, "
         self.emit(f"kk, pp = M[{self.param(aux)} + 2], M[{self.param(aux)} + 3]")
         self.emit(f"{self.call('mm_rows_fwd')}({F}, {F}, {F}, {mm}{self.o(z)} + e0, nr, kk, pp)")
-        self.span = True
+        self.span, first = True, len(self.lines)
         for r in range(i0 + 1, im):
             self.forward(r)
         self.loop(0, [f"acc += {F}[{self.o(q)} + i]"])
@@ -373,12 +380,28 @@ class _Writer:
         for r in range(im - 1, i0, -1):
             self.backward(r)
         self.span = False
+        self.block_views(first)
         self.emit(f"{self.call('mm_rows_bwd')}({F}, {F}, {G}, {G}, {G}, {mm}0, {gs}, "
                   f"{self.g(z)} + e0, nr, kk, pp, False, {S >= 0})")
         self.emit("for i in range(e0, e1):")
         self.emit(f"{G}[{self.g(z)} + i] = 0", 1)
         self.depth -= 1
         self.emit(f"{F}[{self.o(L)}] = " + (f"acc / {n * p}" if mean else "acc"))
+
+    def block_views(self, first):
+        """Rewrite the block's element accesses `F32[o3 + i]` as `F32_o3[i]` on views of the
+        block, made once per block: an index Numba cannot prove non-negative gets a
+        negative-index check per element, which stops LLVM from vectorizing the loop."""
+        views = {}
+
+        def view(m):
+            name = f"{m[1]}_{m[2]}"
+            views[name] = f"{name} = {m[1]}[{m[2]} + e0:{m[2]} + e1]"
+            return f"{name}[i]"
+        body = [re.sub(r"\b([FG](?:32|64))\[([og]\d+) \+ i\]", view, ln)
+                for ln in self.lines[first:]]
+        pad = "    " * self.depth
+        self.lines[first:] = [pad + "ne = e1 - e0"] + [pad + v for v in views.values()] + body
 
     def affine_backward(self, i0, im, S):
         L, d = int(self.R[im, 3]), int(self.dt[self.R[i0, 3]])

@@ -19,11 +19,10 @@ their backward rows by the two fused rows. It only fuses what it can prove equiv
 Values written are those of the records; sums run in the same order. Only where the loss's
 gradient is not 1 does w's gradient round differently (it is scaled after the sum).
 
-Off by default (ENABLED): the fused pass runs the chain's records through the interpreter's
-generic elementwise kernels, which dispatch on the opcode per element, and that costs more
-than the second pass over X it saves (1,000,000 x 32 float32: 37 ms a step fused, 18.5 ms as
-specialized code). It pays once the specialized code (tapegrad.codegen) writes the fused pass
-with the chain inline.
+ENABLED switches it off (for comparisons). On the 1,000,000 x 32 float32 step it takes the
+step from about 16 ms (unfused, specialized) to about 11 ms; the second pass over X is
+cheap once a block is in cache, and what remains beyond the first pass is the per-row cost of
+the product kernels and the chain's elementwise loops.
 """
 from .interpret import P_AFFINE_BWD, P_AFFINE_FWD, P_BWD, P_FWD
 from .kernels import SMALL_MATMUL

@@ -147,3 +147,23 @@ def test_small_products_are_not_fused(fusing):
     for _ in range(3):
         f(X, y)
     assert _fused_rows(f) == 0
+
+
+@pytest.mark.parametrize("loss", ["mse", "tanh chain"])
+def test_fused_specialized_code_equals_fused_interpreter(fusing, loss):
+    """The specialized code writes the same fused pass as interpret.affine_loss_fwd: same
+    rules, same order, the same bits (float32, where rounding differences would show)."""
+    rng = np.random.default_rng(5)
+    X = tg.tensor(rng.standard_normal((700, 7)).astype(np.float32))
+    y = tg.tensor(rng.standard_normal((700, 2)).astype(np.float32))
+    w0 = rng.standard_normal((7, 2)).astype(np.float32)
+    out = []
+    for specialize_after in (0, 10**9):
+        w = tg.tensor(w0.copy(), requires_grad=True)
+        f = tg.compile(_step(w, LOSSES[loss]), specialize_after=specialize_after)
+        hist = f.run(6, X, y)
+        assert _fused_rows(f) == 2
+        assert ("stays interpreted" in f.explain()) is False
+        out.append((hist, w.detach().numpy()))
+    np.testing.assert_array_equal(out[0][0], out[1][0])
+    np.testing.assert_array_equal(out[0][1], out[1][1])
