@@ -144,3 +144,57 @@ def test_full_batch_descent(benchmark, impl, size):
     if result is not None:       # every implementation descends: the loss went down
         w = result()
         assert np.mean((X @ w - y) ** 2) < np.mean(y ** 2)
+
+
+PEAK = """
+import sys
+sys.path.insert(0, {here!r})
+import tapegrad
+from bench_scale import problem, tapegrad_step
+
+
+def status(key):
+    with open("/proc/self/status") as f:
+        return next(int(ln.split()[1]) * 1024 for ln in f if ln.startswith(key + ":"))
+
+
+X, y, steps = problem({size!r})
+data = X.nbytes + y.nbytes
+before = status("VmRSS")
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")                                   # the peak (VmHWM) starts again from here
+Xt, yt = tapegrad.tensor(X), tapegrad.tensor(y)
+del X, y
+loading = status("VmHWM") - before
+step, w = tapegrad_step(tapegrad, Xt, yt, True)
+step.run(2, Xt, yt)                                # records and compiles the step
+step.run(steps, Xt, yt)
+loaded = status("VmRSS")
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")
+step.run(steps, Xt, yt)
+for _ in range(3):
+    step(Xt, yt)
+print(data, loading, status("VmHWM") - loaded)
+"""
+
+
+@pytest.mark.parametrize("size", ["M", pytest.param("L", marks=pytest.mark.slow)])
+def test_peak_memory(size):
+    """Peak memory of the workload in a fresh process, against the size of X and y: making the
+    tensors costs one copy of the data (NumPy's arrays are then dropped), and the training
+    steps (run() and single calls, after the first, which compiles) copy nothing of X."""
+    import os
+    import subprocess
+    import sys
+    if not os.access("/proc/self/clear_refs", os.W_OK):
+        pytest.skip("needs Linux's /proc/self/clear_refs to reset the peak")
+    here = os.path.dirname(os.path.abspath(__file__))
+    out = subprocess.run([sys.executable, "-c", PEAK.format(here=here, size=size)],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    data, loading, training = (int(v) for v in out.stdout.split())
+    print(f"{size}: X and y {data / 2**20:.0f} MiB; making the tensors {loading / data:.2f}x; "
+          f"training steps {training / data:.3f}x")
+    assert loading <= 1.3 * data
+    assert training <= 0.3 * data

@@ -50,7 +50,7 @@ HEADER = f'''\
 import math
 
 import numpy as np
-from numba import carray, njit
+from numba import carray, njit, prange
 
 from tapegrad.codegen import address
 '''
@@ -75,7 +75,7 @@ STEPS = '''
 
 @njit(cache=True, nogil=True)
 def steps(n, out, hist, carry, gather, idx, size, dt, off, goff, F32, C32, G32, F64, C64, G64,
-          V, M):
+          V, M, TH):
     for step in range(n):
         if step > 0:
             for c in range(carry.shape[0]):
@@ -122,6 +122,7 @@ class _Writer:
         self.names = set()              # kernels and rules the code calls
         self.arrays = set()             # arena names it touches
         self.pieces = []                # (code, slots): one per record or event
+        self.parallel = False           # a fused pass runs its blocks on several threads
         self.start()
 
     def start(self):
@@ -357,12 +358,23 @@ class _Writer:
         F, G = self.arr("F", d), self.arr("G", d)
         n, k, p, ba, bb = (int(v) for v in self.M[aux + 1:aux + 6])
         rows = max(1, BLOCK // max(k, 1))
+        blocks = -(-n // rows)
         gs = self.g(S) if S >= 0 else "0"
-        self.emit("acc = 0.0")
-        if S >= 0:
-            self.loop(k * p, [f"{G}[{gs} + i] = 0"])
-        self.emit(f"for start in range(0, {n}, {rows}):")
+        self.parallel = True
+        # the blocks are split into one run per thread (prange); each run sums its loss and
+        # its gradient on its own, and the runs are added in order. With one thread that is
+        # the interpreter's order exactly.
+        self.arrays.add("TH")           # tapegrad.set_num_threads (an array: Numba's own
+        self.emit(f"nth = max(1, min(TH[0], {blocks}))")     # count would stop caching)
+        self.emit("At = np.zeros(nth)")
+        self.emit(f"Ut = np.zeros((nth, {k * p}), np.float{32 if d == 0 else 64})")
+        self.emit("for c in prange(nth):")
         self.depth += 1
+        self.emit("part = 0.0")
+        self.emit("U = Ut[c]")
+        self.emit(f"for blk in range(c * {blocks} // nth, (c + 1) * {blocks} // nth):")
+        self.depth += 1
+        self.emit(f"start = blk * {rows}")
         self.emit(f"nr = min({rows}, {n} - start)")
         self.emit(f"e0 = start * {p}")
         self.emit(f"e1 = e0 + nr * {p}")
@@ -375,17 +387,28 @@ class _Writer:
         self.span, first = True, len(self.lines)
         for r in range(i0 + 1, im):
             self.forward(r)
-        self.loop(0, [f"acc += {F}[{self.o(q)} + i]"])
+        self.loop(0, [f"part += {F}[{self.o(q)} + i]"])
         self.loop(0, [f"{G}[{self.g(q)} + i] += " + (f"1.0 / {n * p}" if mean else "1.0")])
         for r in range(im - 1, i0, -1):
             self.backward(r)
         self.span = False
         self.block_views(first)
-        self.emit(f"{self.call('mm_rows_bwd')}({F}, {F}, {G}, {G}, {G}, {mm}0, {gs}, "
+        self.emit(f"{self.call('mm_rows_bwd')}({F}, {F}, {G}, U, {G}, {mm}0, 0, "
                   f"{self.g(z)} + e0, nr, kk, pp, False, {S >= 0})")
         self.emit("for i in range(e0, e1):")
         self.emit(f"{G}[{self.g(z)} + i] = 0", 1)
         self.depth -= 1
+        self.emit("At[c] = part")
+        self.depth -= 1
+        self.emit("acc = 0.0")
+        self.emit("for c in range(nth):")
+        self.emit("acc += At[c]", 1)
+        if S >= 0:
+            self.loop(k * p, [f"{G}[{gs} + i] = 0"])
+            self.emit("for c in range(nth):")
+            self.depth += 1
+            self.loop(k * p, [f"{G}[{gs} + i] += Ut[c, i]"])
+            self.depth -= 1
         self.emit(f"{F}[{self.o(L)}] = " + (f"acc / {n * p}" if mean else "acc"))
 
     def block_views(self, first):
@@ -472,7 +495,8 @@ class _Writer:
 
 ARRAYS = {"off": "np.int64", "goff": "np.int64", "F32": "np.float32", "C32": "np.float32",
           "G32": "np.float32", "F64": "np.float64", "C64": "np.float64", "G64": "np.float64",
-          "V": "np.float64", "M": "np.int64"}         # the arrays a program may use, their types
+          "V": "np.float64", "M": "np.int64", "TH": "np.int64"}
+# the arrays a program may use, and their types
 
 
 STRAIGHT = 48       # pieces up to which the program is straight-line code
@@ -537,7 +561,8 @@ def source(path, size, dt):
         text += "from tapegrad.kernels import " + ", ".join(
             n for n in imports if n not in ("_compare", "_same")) + "\n"
         text += "from tapegrad.interpret import _compare, _same\n"
-    return (text + f"ARRAYS = {tuple(used)!r}\n{table}\n\n@njit(cache=True, nogil=True)\n"
+    options = "cache=True, nogil=True" + (", parallel=True" if w.parallel else "")
+    return (text + f"ARRAYS = {tuple(used)!r}\n{table}\n\n@njit({options})\n"
             f"def program({params}):\n{views}\n{body}\n    return -1\n"
             + STEPS % (_indent("\n".join(packs), 3), ", np.int64(-1)" * ncopy))
 

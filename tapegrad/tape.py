@@ -21,7 +21,12 @@ NP_FLOATS = (np.float32, np.float64)
 
 
 def _grown(a, need, fill=0):
-    new = np.full(max(need, 2 * len(a)), fill, dtype=a.dtype)
+    # Doubling, or a quarter more than a large request: what follows a large tensor (its
+    # targets, a step's intermediates) then fits without copying it. Zeros come from the OS
+    # untouched: headroom, and a gradient arena the size of the values, cost memory only where
+    # they are written.
+    n = max(need + need // 4, 2 * len(a))
+    new = np.zeros(n, a.dtype) if fill == 0 else np.full(n, fill, dtype=a.dtype)
     new[:len(a)] = a
     return new
 

@@ -1,13 +1,16 @@
 """Thread count for tapegrad's kernels: torch.set_num_threads / torch.get_num_threads.
 
-tapegrad's kernels run on the calling thread today, so tapegrad starts no thread pool and never
-leaves one spinning against NumPy's BLAS or torch. The count is kept for kernels that run in
-parallel (Numba's prange): they will use this many threads, capped at the cores Numba sees
-(NUMBA_NUM_THREADS). The default is that number, as torch's default is the number of cores.
+The kernels run on the calling thread, except the fused pass over large data of a specialized
+program (tapegrad.fuse), which splits its blocks of rows into this many runs on Numba's threads
+(prange; at most NUMBA_NUM_THREADS run at once). The default is NUMBA_NUM_THREADS, the cores
+Numba sees, as torch's default is the number of cores. Numba's thread pool starts at the first
+such pass; between passes its threads wait without spinning (workqueue) or spin briefly and
+then sleep (OpenMP's default policy).
 """
 import numba
+import numpy as np
 
-_threads = [numba.config.NUMBA_NUM_THREADS]
+COUNT = np.array([numba.config.NUMBA_NUM_THREADS], np.int64)     # read by compiled code
 
 
 def set_num_threads(n):
@@ -16,9 +19,9 @@ def set_num_threads(n):
         raise RuntimeError(f"set_num_threads expects an int, but got {type(n).__name__}")
     if n < 1:
         raise RuntimeError("set_num_threads expects a positive integer")
-    _threads[0] = n
+    COUNT[0] = n
 
 
 def get_num_threads():
     """The number of threads tapegrad's parallel kernels use."""
-    return _threads[0]
+    return int(COUNT[0])

@@ -167,3 +167,27 @@ def test_fused_specialized_code_equals_fused_interpreter(fusing, loss):
         out.append((hist, w.detach().numpy()))
     np.testing.assert_array_equal(out[0][0], out[1][0])
     np.testing.assert_array_equal(out[0][1], out[1][1])
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_fused_pass_split_over_threads_equals_eager(fusing, threads):
+    """Several runs of blocks (one per thread) sum their parts in order: eager's values within
+    rounding, whatever the thread count."""
+    rng = np.random.default_rng(6)
+    X = tg.tensor(rng.standard_normal((5000, 8)))      # 2048 rows a block: 3 blocks
+    y = tg.tensor(rng.standard_normal((5000, 1)))
+    w0 = rng.standard_normal((8, 1))
+    we = tg.tensor(w0.copy(), requires_grad=True)
+    wc = tg.tensor(w0.copy(), requires_grad=True)
+    before = tg.get_num_threads()
+    tg.set_num_threads(threads)
+    try:
+        eager = _step(we, LOSSES["mse"])
+        compiled = tg.compile(_step(wc, LOSSES["mse"]), specialize_after=0)
+        hist = compiled.run(5, X, y)
+        for h in hist:
+            np.testing.assert_allclose(h, eager(X, y).item(), rtol=1e-12)
+        np.testing.assert_allclose(wc.detach().numpy(), we.detach().numpy(), rtol=1e-12)
+        assert _fused_rows(compiled) == 2
+    finally:
+        tg.set_num_threads(before)
