@@ -7,8 +7,8 @@ M: n=10,000 x d=100, 200 steps; L: n=1,000,000 x d=32, 20 steps (X is 128 MB). E
 implementation runs the same steps from w = 0: tapegrad compiled (run(), and one call per
 step, each after a warm-up that records and compiles the step), tapegrad eager, a hand-derived
 NumPy gradient, a one-pass fused @njit loop (the reference: it reads X once per step), and torch
-eager / a jax.jit step when installed. Per-step time = median / steps. With benchmarks disabled (the test run) each
-runs once, as a check that it still works.
+eager / a jax.jit step when installed. Per-step time = median / steps. With benchmarks disabled
+(the test run) each runs once, as a check that it still works. test_peak_memory checks memory.
 """
 import numpy as np
 import pytest

@@ -26,8 +26,9 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from .interpret import (BLOCK, OP_CAST, P_ACC, P_AFFINE_BWD, P_AFFINE_FWD, P_BWD, P_CMP,
-                        P_COPY, P_FWD, P_SEED, P_SEEDSLOT, P_TAKE, P_VALUE, P_ZERO)
+from .fuse import BLOCK
+from .interpret import (OP_CAST, P_ACC, P_AFFINE_BWD, P_AFFINE_FWD, P_BWD, P_CMP, P_COPY,
+                        P_FWD, P_SEED, P_SEEDSLOT, P_TAKE, P_VALUE, P_ZERO)
 from .kernels import SMALL_MATMUL
 from .ops import (GA, GB, LAST_BINARY, LAST_REDUCE, LAST_UNARY, OP_CLAMP, OP_COPY, OP_FILL,
                   OP_INDEX, OP_MATMUL, OP_MEAN, OP_NORM, OP_POW, OP_SETSTRIDED, OP_STRIDED, OP_SUM,
@@ -75,7 +76,7 @@ STEPS = '''
 
 @njit(cache=True, nogil=True)
 def steps(n, out, hist, carry, gather, idx, size, dt, off, goff, F32, C32, G32, F64, C64, G64,
-          V, M, TH):
+          V, M, TH, TABLE):
     for step in range(n):
         if step > 0:
             for c in range(carry.shape[0]):
@@ -349,8 +350,8 @@ class _Writer:
             raise ValueError(f"codegen: no backward for opcode {op}")
 
     # ---- program rows ----
-    # ---- a fused affine-then-loss chain (tapegrad.fuse): interpret.affine_loss_fwd/_bwd,
-    # with the chain's records written inline for a block of elements e0..e1 ----
+    # ---- a fused affine-then-loss chain (tapegrad.fuse): one pass over the rows of A, a block
+    # at a time, with the chain's records written inline for the block's elements ----
     def affine_forward(self, i0, im, S):
         a, b, z, aux = (int(v) for v in self.R[i0, 1:5])
         q, L, mean = int(self.R[im, 1]), int(self.R[im, 3]), int(self.R[im, 0]) == OP_MEAN
@@ -393,8 +394,10 @@ class _Writer:
             self.backward(r)
         self.span = False
         self.block_views(first)
-        self.emit(f"{self.call('mm_rows_bwd')}({F}, {F}, {G}, U, {G}, {mm}0, 0, "
-                  f"{self.g(z)} + e0, nr, kk, pp, False, {S >= 0})")
+        # typed numbers, not literals: a literal argument compiles the kernel once more
+        self.emit(f"{self.call('mm_rows_bwd')}({F}, {F}, {G}, U, {G}, {mm}np.int64(0), "
+                  f"np.int64(0), {self.g(z)} + e0, nr, kk, pp, np.bool_(False), "
+                  f"np.bool_({S >= 0}))")
         self.emit("for i in range(e0, e1):")
         self.emit(f"{G}[{self.g(z)} + i] = 0", 1)
         self.depth -= 1
@@ -495,7 +498,7 @@ class _Writer:
 
 ARRAYS = {"off": "np.int64", "goff": "np.int64", "F32": "np.float32", "C32": "np.float32",
           "G32": "np.float32", "F64": "np.float64", "C64": "np.float64", "G64": "np.float64",
-          "V": "np.float64", "M": "np.int64", "TH": "np.int64"}
+          "V": "np.float64", "M": "np.int64", "TH": "np.int64", "TABLE": "np.int64"}
 # the arrays a program may use, and their types
 
 
@@ -528,6 +531,19 @@ def source(path, size, dt):
                        f"(Numba would take about {distinct // 20} s to compile them)")
     # the program takes the addresses and lengths of the arrays it uses (see pointers), then
     # the slots that receive its results
+    # the slot numbers each piece works on come from TABLE, an argument (path.table), not from
+    # the text: the text, its hash and Numba's cache of it do not depend on which slots the
+    # tape happened to allocate
+    if len(w.pieces) <= STRAIGHT:
+        flat = [s for _, slots in w.pieces for s in slots]
+    else:
+        kinds = {}
+        width = max(len(slots) for _, slots in w.pieces)
+        flat = []
+        for code, slots in w.pieces:
+            flat += [kinds.setdefault(code, len(kinds))] + slots + [0] * (width - len(slots))
+    path.table = np.array(flat or [0], np.int64)
+    w.arrays.add("TABLE")
     used = [a for a in ARRAYS if a in w.arrays or a in ("off", "goff")]
     params = ", ".join(["ptrs"] + [f"r{k}" for k in range(ncopy)])
     views = "\n".join(f"    {a} = carray(address(ptrs[{2 * k}]), (ptrs[{2 * k + 1}],), "
@@ -536,21 +552,14 @@ def source(path, size, dt):
     for k, a in enumerate(used):
         packs += [f"ptrs[{2 * k}] = {a}.ctypes.data", f"ptrs[{2 * k + 1}] = {a}.size"]
     if len(w.pieces) <= STRAIGHT:
-        body = []
+        body, at = [], 0
         for code, slots in w.pieces:
-            body += [f"v{k} = {s}" for k, s in enumerate(slots)] + [code]
+            body += [f"v{k} = TABLE[{at + k}]" for k in range(len(slots))] + [code]
+            at += len(slots)
         body = _indent("\n".join(body), 1) if body else "    pass"
-        table = ""
     else:
-        kinds = {}
-        rows = []
-        width = max(len(slots) for _, slots in w.pieces)
-        for code, slots in w.pieces:
-            t = kinds.setdefault(code, len(kinds))
-            rows.append([t] + slots + [0] * (width - len(slots)))
-        table = f"TABLE = np.array({rows!r}, np.int64)\n"
-        body = ["for pc in range(TABLE.shape[0]):", "    t = TABLE[pc, 0]"]
-        body += [f"    v{k} = TABLE[pc, {k + 1}]" for k in range(width)]
+        body = [f"for pc in range({len(w.pieces)}):", f"    t = TABLE[pc * {width + 1}]"]
+        body += [f"    v{k} = TABLE[pc * {width + 1} + {k + 1}]" for k in range(width)]
         for code, t in kinds.items():
             body.append(f"    {'if' if t == 0 else 'elif'} t == {t}:")
             body.append(_indent(code, 2))
@@ -562,7 +571,7 @@ def source(path, size, dt):
             n for n in imports if n not in ("_compare", "_same")) + "\n"
         text += "from tapegrad.interpret import _compare, _same\n"
     options = "cache=True, nogil=True" + (", parallel=True" if w.parallel else "")
-    return (text + f"ARRAYS = {tuple(used)!r}\n{table}\n\n@njit({options})\n"
+    return (text + f"ARRAYS = {tuple(used)!r}\n\n\n@njit({options})\n"
             f"def program({params}):\n{views}\n{body}\n    return -1\n"
             + STEPS % (_indent("\n".join(packs), 3), ", np.int64(-1)" * ncopy))
 

@@ -450,7 +450,7 @@ class Path:
         if self._fgen != T.gen:
             have = {"off": T.off, "goff": T.goff, "F32": T.F[0], "C32": self.C[0],
                     "G32": T.G[0], "F64": T.F[1], "C64": self.C[1], "G64": T.G[1],
-                    "V": self.V, "M": self.M, "TH": threads.COUNT}
+                    "V": self.V, "M": self.M, "TH": threads.COUNT, "TABLE": self.table}
             self._farrays = tuple(have[a] for a in self.fast.ARRAYS)
             self._fargs = (codegen.pointers(self._farrays),)
             self._fgen = T.gen
@@ -1147,7 +1147,7 @@ class Compiled:
                 r = path.fast_call(fast.steps, (m, kept, hist, path.carry, gather, idx, T.size,
                                                 T.dt, T.off, T.goff, T.F[0], path.C[0], T.G[0],
                                                 T.F[1], path.C[1], T.G[1], path.V, path.M,
-                                                threads.COUNT),
+                                                threads.COUNT, path.table),
                                    self.log)
             if r is None:
                 r = run_steps(m, kept, hist, path.carry, gather, idx, path.P, path.R, path.M, T.off,

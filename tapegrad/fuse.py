@@ -5,10 +5,14 @@ A training step for a linear model records ``z = X @ w``, a few elementwise reco
 ``X^T dz``. For a large X both passes stream it from memory. Every gradient in that chain is the
 loss's gradient times a per-element factor, so one pass over X can compute the loss and the
 gradient of w for a loss gradient of 1, a block of rows at a time while the block is in cache;
-the backward pass only scales it (``interpret.affine_loss_fwd`` / ``affine_loss_bwd``).
+the backward pass only scales it.
 
 ``affine_loss`` finds such chains in a program's rows and replaces their forward records and
-their backward rows by the two fused rows. It only fuses what it can prove equivalent:
+their backward rows by two rows, P_AFFINE_FWD (first record, last record, scratch slot) and
+P_AFFINE_BWD. The specialized code (tapegrad.codegen) writes the fused pass for them, its
+blocks split over tapegrad.set_num_threads runs; the interpreter, which runs a path before it
+is specialized, runs the chain's records as recorded (no fused kernel to compile). It only
+fuses what it can prove equivalent:
 - the product is a single (n, k) @ (k, p) larger than SMALL_MATMUL, X needs no gradient;
 - each elementwise record takes the previous result as one operand; its other operand is an
   immediate, a size-1 or a same-size slot that needs no gradient;
@@ -16,13 +20,13 @@ their backward rows by the two fused rows. It only fuses what it can prove equiv
 - no record or program row other than the chain's own reads or writes the intermediates;
 - the forward records are consecutive within one run of records, and their backward rows are
   consecutive in the program, last record first.
-Values written are those of the records; sums run in the same order. Only where the loss's
-gradient is not 1 does w's gradient round differently (it is scaled after the sum).
+Values written are those of the records, computed by the same rules. The loss sums in the same
+order; w's gradient is summed per block and per run (and scaled by the loss's gradient after
+the sum), so it rounds differently from the unfused product's.
 
-ENABLED switches it off (for comparisons). On the 1,000,000 x 32 float32 step it takes the
-step from about 16 ms (unfused, specialized) to about 11 ms; the second pass over X is
-cheap once a block is in cache, and what remains beyond the first pass is the per-row cost of
-the product kernels and the chain's elementwise loops.
+ENABLED switches it off (for comparisons). On the 1,000,000 x 32 float32 step, one thread, it
+takes the step from about 16 ms (unfused, specialized) to about 11 ms, and to about 6.5 ms with
+two threads.
 """
 from .interpret import P_AFFINE_BWD, P_AFFINE_FWD, P_BWD, P_FWD
 from .kernels import SMALL_MATMUL
@@ -78,6 +82,8 @@ def _chain(R, M, size, dt, i0, uses):
 
 
 ENABLED = True
+BLOCK = 16384       # elements of A per block of rows: the block is still in cache when it is
+                    # read the second time, for the gradient
 
 
 def affine_loss(rows, descs, R, M, size, dt, alloc):

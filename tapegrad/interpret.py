@@ -8,12 +8,12 @@ import numpy as np
 
 from .kernels import (binary_flat_bwd, binary_flat_fwd, binary_loop_bwd, binary_loop_fwd,
                       copy_bwd, copy_fwd, fill_fwd, index_bwd, index_fwd, inline, jit,
-                      matmul_bwd, matmul_fwd, mm_rows_bwd, mm_rows_fwd, reduce_bwd, reduce_fwd,
+                      matmul_bwd, matmul_fwd, reduce_bwd, reduce_fwd,
                       rule, setstrided_bwd, setstrided_fwd, strided_bwd, strided_fwd,
                       unary_loop_bwd, unary_loop_fwd)
 from .ops import (DIFF, FREED, GA, GB, LAST_BINARY, LAST_REDUCE, LAST_UNARY, OP_CAST, OP_COPY,
-                  OP_FILL, OP_INDEX, OP_MATMUL, OP_MEAN, OP_SETSTRIDED, OP_STRIDED, SAVE_A,
-                  SAVE_B, SAVE_OUT)
+                  OP_FILL, OP_INDEX, OP_MATMUL, OP_SETSTRIDED, OP_STRIDED, SAVE_A, SAVE_B,
+                  SAVE_OUT)
 
 OK, GRAPH_FREED, VERSION_CHANGED = 0, 1, 2
 FREE, CHECK = 1, 2      # run_reverse modes: free the graph (no retain_graph), check versions
@@ -330,95 +330,6 @@ def _copy_slot(F32, F64, off, size, dt, src, dst):
             F64[od + k] = F64[o + k]
 
 
-# ---- an affine map then an elementwise loss, in one pass over the data (see fuse.py) ----
-BLOCK = 16384       # elements of A per block of rows: the block is still in cache when it is
-                    # read the second time, for the gradient
-
-
-@rule
-def _chain_fwd(R, r, F, C, off, size, e0, ne, N):
-    """Forward of elementwise record r on elements e0..e0+ne of its N."""
-    op, a, b, out, aux = R[r, 0], R[r, 1], R[r, 2], R[r, 3], R[r, 4]
-    if op <= LAST_UNARY:
-        p, q = _params(C, aux)
-        unary_loop_fwd(op, F, off[a] + e0, off[out] + e0, ne, p, q)
-        return
-    XA, oa, sa = _operand(F, C, off, size, a, N)
-    XB, ob, sb = _operand(F, C, off, size, b, N)
-    binary_flat_fwd(op, XA, oa + e0 * sa, sa, XB, ob + e0 * sb, sb, F, off[out] + e0, ne)
-
-
-@rule
-def _chain_bwd(R, r, F, C, G, off, goff, size, e0, ne, N):
-    """Backward of elementwise record r on elements e0..e0+ne of its N."""
-    op, a, b, out, aux, flags = R[r, 0], R[r, 1], R[r, 2], R[r, 3], R[r, 4], R[r, 5]
-    if op <= LAST_UNARY:
-        p, q = _params(C, aux)
-        unary_loop_bwd(op, F, G, off[a] + e0, goff[a] + e0, off[out] + e0, goff[out] + e0, ne,
-                       p, q)
-        return
-    XA, oa, sa = _operand(F, C, off, size, a, N)
-    XB, ob, sb = _operand(F, C, off, size, b, N)
-    binary_flat_bwd(op, XA, oa + e0 * sa, sa, XB, ob + e0 * sb, sb, F, G, off[out] + e0,
-                    goff[out] + e0, goff[a] + e0 * sa if a >= 0 else 0,
-                    goff[b] + e0 * sb if b >= 0 else 0, ne, (flags & GA) != 0, (flags & GB) != 0)
-
-
-@jit
-def affine_loss_fwd(R, i0, im, S, M, F, C, G, off, goff, size):
-    """Records i0..im: z = A @ B, elementwise records, then the sum or mean of all of it. Runs
-    them block of rows by block of rows; each block's gradient with respect to B (for an
-    output gradient of 1) is added into G at slot S's offset while the block is in cache.
-    The values written are those the records write; the loss sums in the same order."""
-    a, b, z, aux = R[i0, 1], R[i0, 2], R[i0, 3], R[i0, 4]
-    n, k, p = M[aux + 1], M[aux + 2], M[aux + 3]
-    oa, ob = off[a] + M[aux + 4], off[b] + M[aux + 5]
-    N = n * p
-    q, L = R[im, 1], R[im, 3]
-    gs = goff[S] if S >= 0 else 0
-    if S >= 0:
-        for i in range(k * p):
-            G[gs + i] = 0
-    one = G.dtype.type(1)
-    rows = max(1, BLOCK // max(k, 1))
-    acc = 0.0
-    for start in range(0, n, rows):
-        nr = min(rows, n - start)
-        e0, ne = start * p, min(rows, n - start) * p
-        mm_rows_fwd(F, F, F, oa + start * k, ob, off[z] + e0, nr, k, p)
-        for r in range(i0 + 1, im):
-            _chain_fwd(R, r, F, C, off, size, e0, ne, N)
-        for i in range(ne):
-            acc += F[off[q] + e0 + i]
-        for i in range(ne):                     # the reduction's backward, for a gradient of 1
-            if R[im, 0] == OP_MEAN:
-                G[goff[q] + e0 + i] += one / N
-            else:
-                G[goff[q] + e0 + i] += one
-        for r in range(im - 1, i0, -1):
-            _chain_bwd(R, r, F, C, G, off, goff, size, e0, ne, N)
-        mm_rows_bwd(F, F, G, G, G, oa + start * k, ob, 0, gs, goff[z] + e0, nr, k, p, False,
-                    S >= 0)
-        for i in range(ne):
-            G[goff[z] + e0 + i] = 0
-    F[off[L]] = acc / N if R[im, 0] == OP_MEAN else acc
-
-
-@jit
-def affine_loss_bwd(R, i0, im, S, M, G, goff):
-    """The backward of records i0..im: scale the gradient affine_loss_fwd left at slot S by the
-    loss's gradient and add it to B's."""
-    L = R[im, 3]
-    g = G[goff[L]]
-    G[goff[L]] = 0
-    if S >= 0:
-        b, aux = R[i0, 2], R[i0, 4]
-        o = goff[b] + M[aux + 5]
-        for i in range(M[aux + 2] * M[aux + 3]):
-            G[o + i] += g * G[goff[S] + i]
-            G[goff[S] + i] = 0
-
-
 @jit
 def run_steps(n, out, hist, carry, gather, idx, P, R, M, off, goff, size, dt, F32, C32, G32, F64,
               C64, G64, V):
@@ -491,16 +402,11 @@ def run_steps(n, out, hist, carry, gather, idx, P, R, M, off, goff, size, dt, F3
                 _zero(G32, G64, goff, size, dt, p1)
             elif kind == P_ACC:
                 _accumulate(p1, p2, off, goff, size, dt, G32, G64, F32, F64)
-            elif kind == P_AFFINE_FWD:
-                if dt[R[p1, 3]] == 0:
-                    affine_loss_fwd(R, p1, p2, p3, M, F32, C32, G32, off, goff, size)
-                else:
-                    affine_loss_fwd(R, p1, p2, p3, M, F64, C64, G64, off, goff, size)
-            elif kind == P_AFFINE_BWD:
-                if dt[R[p1, 3]] == 0:
-                    affine_loss_bwd(R, p1, p2, p3, M, G32, goff)
-                else:
-                    affine_loss_bwd(R, p1, p2, p3, M, G64, goff)
+            elif kind == P_AFFINE_FWD:          # a fused chain (fuse.py) is fused in the
+                run_forward(R, p1, p2 + 1, M, off, size, dt, F32, C32, F64, C64)  # specialized
+            elif kind == P_AFFINE_BWD:          # code; here it runs as recorded
+                for r in range(p2, p1 - 1, -1):
+                    _reverse_one(R, r, M, off, goff, size, dt, F32, C32, G32, F64, C64, G64)
         if out >= 0:
             hist[step] = _first(F32, F64, off, dt, out)
     return n, -1

@@ -150,9 +150,9 @@ def test_small_products_are_not_fused(fusing):
 
 
 @pytest.mark.parametrize("loss", ["mse", "tanh chain"])
-def test_fused_specialized_code_equals_fused_interpreter(fusing, loss):
-    """The specialized code writes the same fused pass as interpret.affine_loss_fwd: same
-    rules, same order, the same bits (float32, where rounding differences would show)."""
+def test_fused_specialized_code_equals_the_interpreted_chain(fusing, loss):
+    """The interpreter runs a fused chain's records as recorded; the specialized code runs the
+    fused pass. Same losses (summed in the same order), parameters within float32 rounding."""
     rng = np.random.default_rng(5)
     X = tg.tensor(rng.standard_normal((700, 7)).astype(np.float32))
     y = tg.tensor(rng.standard_normal((700, 2)).astype(np.float32))
@@ -163,10 +163,10 @@ def test_fused_specialized_code_equals_fused_interpreter(fusing, loss):
         f = tg.compile(_step(w, LOSSES[loss]), specialize_after=specialize_after)
         hist = f.run(6, X, y)
         assert _fused_rows(f) == 2
-        assert ("stays interpreted" in f.explain()) is False
+        assert "stays interpreted" not in f.explain()
         out.append((hist, w.detach().numpy()))
-    np.testing.assert_array_equal(out[0][0], out[1][0])
-    np.testing.assert_array_equal(out[0][1], out[1][1])
+    np.testing.assert_allclose(out[0][0], out[1][0], rtol=1e-6)
+    np.testing.assert_allclose(out[0][1], out[1][1], rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3])
