@@ -531,9 +531,11 @@ def source(path, size, dt):
                        f"(Numba would take about {distinct // 20} s to compile them)")
     # the program takes the addresses and lengths of the arrays it uses (see pointers), then
     # the slots that receive its results
-    # the slot numbers each piece works on come from TABLE, an argument (path.table), not from
-    # the text: the text, its hash and Numba's cache of it do not depend on which slots the
-    # tape happened to allocate
+    # A program with a fused pass (parallel: seconds to compile) takes the slot numbers each
+    # piece works on from TABLE, an argument (path.table), not from its text: the text, its
+    # hash and Numba's cache of it then do not depend on which slots the tape happened to
+    # allocate. Others have them as literals (a straight-line program runs faster so).
+    literal = len(w.pieces) <= STRAIGHT and not w.parallel
     if len(w.pieces) <= STRAIGHT:
         flat = [s for _, slots in w.pieces for s in slots]
     else:
@@ -543,7 +545,8 @@ def source(path, size, dt):
         for code, slots in w.pieces:
             flat += [kinds.setdefault(code, len(kinds))] + slots + [0] * (width - len(slots))
     path.table = np.array(flat or [0], np.int64)
-    w.arrays.add("TABLE")
+    if not literal:
+        w.arrays.add("TABLE")
     used = [a for a in ARRAYS if a in w.arrays or a in ("off", "goff")]
     params = ", ".join(["ptrs"] + [f"r{k}" for k in range(ncopy)])
     views = "\n".join(f"    {a} = carray(address(ptrs[{2 * k}]), (ptrs[{2 * k + 1}],), "
@@ -554,7 +557,8 @@ def source(path, size, dt):
     if len(w.pieces) <= STRAIGHT:
         body, at = [], 0
         for code, slots in w.pieces:
-            body += [f"v{k} = TABLE[{at + k}]" for k in range(len(slots))] + [code]
+            body += [f"v{k} = {s if literal else f'TABLE[{at + k}]'}"
+                     for k, s in enumerate(slots)] + [code]
             at += len(slots)
         body = _indent("\n".join(body), 1) if body else "    pass"
     else:
