@@ -226,10 +226,17 @@ def format_check(rows, margin, path):
                       "" if t is None else format_time(t), "" if ref is None else
                       format_time(ref), status])
     bad = [row for row in rows if row[-1] == "REGRESSED"]
-    verdict = (f"FAILED: {len(bad)} ratio(s) regressed by more than {margin:.0%}: "
-               + "; ".join(f"{w} {impl} {r:.3g} > {base:.3g} x {1 + margin:g}"
-                           for w, impl, base, r, *_ in bad)
-               if bad else f"passed: no ratio regressed by more than {margin:.0%}")
+    checked = sum(row[-1] in ("ok", "REGRESSED") for row in rows)
+    if bad:
+        verdict = (f"FAILED: {len(bad)} ratio(s) regressed by more than {margin:.0%}: "
+                   + "; ".join(f"{w} {impl} {r:.3g} > {base:.3g} x {1 + margin:g}"
+                               for w, impl, base, r, *_ in bad))
+    elif not checked:
+        verdict = ("NOTHING CHECKED: no tapegrad ratio of the baseline was measured (is the "
+                   "reference in the run? -k and --quick may leave it out)")
+    else:
+        verdict = (f"passed: no ratio regressed by more than {margin:.0%} ({checked} "
+                   f"checked)")
     return "\n".join([f"## Gate against {path} (ratio = time per step / the workload's "
                       "reference, same run)", "", markdown(table), "", verdict])
 
@@ -321,7 +328,9 @@ def main(argv=None):
     if args.check:
         rows = check(report, json.loads(Path(args.check).read_text()), args.margin)
         print("\n" + format_check(rows, args.margin, args.check))
-        return 1 if any(row[-1] == "REGRESSED" for row in rows) else 0
+        if any(row[-1] == "REGRESSED" for row in rows):
+            return 1
+        return 0 if any(row[-1] == "ok" for row in rows) else 2
     return 0
 
 

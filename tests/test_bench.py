@@ -194,6 +194,12 @@ def test_main_reports_saves_and_checks(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "FAILED" in out and "D tapegrad call" in out
     assert bench.main(["--json", str(slow), "--check", str(base), "--margin", "3"]) == 0
+    capsys.readouterr()
+    # a run without the references checks nothing: that is not a pass
+    no_refs = tmp_path / "no_refs.json"
+    no_refs.write_text(json.dumps(report([r for r in RUN if r[1] != "fused njit"])))
+    assert bench.main(["--json", str(no_refs), "--check", str(base)]) == 2
+    assert "NOTHING CHECKED" in capsys.readouterr().out
 
 
 def test_main_rejects_a_bad_reference_and_a_missing_benchmarks_folder(tmp_path, capsys):
