@@ -178,7 +178,8 @@ class _Writer:
 
     def elem(self, d, s, n, i="i"):
         """Element i of an elementwise operand (a size-1 slot or an immediate broadcasts)."""
-        if s < 0 and self.span and (d, -s - 1) not in self.live:
+        if (s < 0 and self.span and (d, -s - 1) not in self.live
+                and np.isfinite(self.C[d][-s - 1])):     # inf and nan have no literal
             # a constant, written as a literal in a block loop: LLVM folds the rule's branches
             # on it (pow's on its exponent) instead of computing every branch per element
             return f"np.float{32 if d == 0 else 64}({float(self.C[d][-s - 1])!r})"
@@ -363,12 +364,13 @@ class _Writer:
         gs = self.g(S) if S >= 0 else "0"
         self.parallel = True
         # the blocks are split into one run per thread (prange); each run sums its loss and
-        # its gradient on its own, and the runs are added in order. With one thread that is
-        # the interpreter's order exactly.
+        # its gradient on its own, and the runs are added in order. With one thread the loss
+        # sums in the interpreter's order (the gradient sums per block).
         self.arrays.add("TH")           # tapegrad.set_num_threads (an array: Numba's own
         self.emit(f"nth = max(1, min(TH[0], {blocks}))")     # count would stop caching)
         self.emit("At = np.zeros(nth)")
         self.emit(f"Ut = np.zeros((nth, {k * p}), np.float{32 if d == 0 else 64})")
+        at_runs = len(self.lines)
         self.emit("for c in prange(nth):")
         self.depth += 1
         self.emit("part = 0.0")
@@ -403,6 +405,12 @@ class _Writer:
         self.depth -= 1
         self.emit("At[c] = part")
         self.depth -= 1
+        # one thread runs the same loop without prange: no thread pool is started (a process
+        # forked after one was started sets one thread, see tapegrad.threads)
+        runs, pad = self.lines[at_runs:], "    " * self.depth
+        serial = [runs[0].replace("prange(nth)", "range(1)")] + runs[1:]
+        self.lines[at_runs:] = ([pad + "if nth == 1:"] + ["    " + ln for ln in serial]
+                                + [pad + "else:"] + ["    " + ln for ln in runs])
         self.emit("acc = 0.0")
         self.emit("for c in range(nth):")
         self.emit("acc += At[c]", 1)
@@ -574,7 +582,12 @@ def source(path, size, dt):
         text += "from tapegrad.kernels import " + ", ".join(
             n for n in imports if n not in ("_compare", "_same")) + "\n"
         text += "from tapegrad.interpret import _compare, _same\n"
-    options = "cache=True, nogil=True" + (", parallel=True" if w.parallel else "")
+    # parallel: only the prange loop; Numba would also turn np.zeros and other array
+    # expressions into parallel loops, which start the thread pool with one thread too
+    options = "cache=True, nogil=True" + (
+        ", parallel=dict(comprehension=False, reduction=False, inplace_binop=False, "
+        "setitem=False, numpy=False, stencil=False, fusion=False, prange=True)"
+        if w.parallel else "")
     return (text + f"ARRAYS = {tuple(used)!r}\n\n\n@njit({options})\n"
             f"def program({params}):\n{views}\n{body}\n    return -1\n"
             + STEPS % (_indent("\n".join(packs), 3), ", np.int64(-1)" * ncopy))

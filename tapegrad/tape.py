@@ -223,7 +223,8 @@ class Tape:
                 k0, k1 = self.nconst[dt], self.nconst[dt] + len(c)
                 if k1 > len(self.C[dt]):
                     self.C[dt] = _grown(self.C[dt], k1)
-                self.C[dt][k0:k1] = c
+                with np.errstate(over="ignore"):    # 1e39 is inf in float32, silently as
+                    self.C[dt][k0:k1] = c            # in torch
                 c.clear()
                 self.nconst[dt] = k1
 

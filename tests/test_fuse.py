@@ -1,10 +1,14 @@
 """Large matrix products and the fused affine-then-loss pass of replayed programs.
 
 Products above SMALL_MATMUL multiply-adds run the vectorized kernels; they are checked against
-NumPy in float64, forward and both gradients. The fused pass (tapegrad.fuse, off by default) is
-switched on here: a replayed step must give what eager gives, and chains that are not provably
-equivalent must not be fused.
+NumPy in float64, forward and both gradients. The fused pass (tapegrad.fuse, on by default) is
+switched on here in any case: a replayed step must give what eager gives, and chains that are
+not provably equivalent must not be fused.
 """
+import multiprocessing
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -174,7 +178,7 @@ def test_fused_pass_split_over_threads_equals_eager(fusing, threads):
     """Several runs of blocks (one per thread) sum their parts in order: eager's values within
     rounding, whatever the thread count."""
     rng = np.random.default_rng(6)
-    X = tg.tensor(rng.standard_normal((5000, 8)))      # 2048 rows a block: 3 blocks
+    X = tg.tensor(rng.standard_normal((5000, 8)))      # 512 rows a block: 10 blocks
     y = tg.tensor(rng.standard_normal((5000, 1)))
     w0 = rng.standard_normal((8, 1))
     we = tg.tensor(w0.copy(), requires_grad=True)
@@ -191,3 +195,61 @@ def test_fused_pass_split_over_threads_equals_eager(fusing, threads):
         assert _fused_rows(compiled) == 2
     finally:
         tg.set_num_threads(before)
+
+
+FORKED = """
+import multiprocessing as mp, numpy as np, tapegrad as tg
+rng = np.random.default_rng(0)
+X = tg.tensor(rng.standard_normal((3000, 16)).astype(np.float32))
+y = tg.tensor(rng.standard_normal((3000, 1)).astype(np.float32))
+w = tg.tensor(np.zeros((16, 1), np.float32), requires_grad=True)
+tg.set_num_threads(2)
+
+@tg.compile
+def step(X, y):
+    loss = ((X @ w - y) ** 2).mean()
+    loss.backward()
+    g = w.grad.clone()
+    w.grad = None
+    return loss
+step.specialize_after = 0
+parent = [step(X, y).item() for _ in range(3)]
+
+def child(q):
+    q.put((tg.get_num_threads(), step(X, y).item()))
+ctx = mp.get_context("fork")
+q = ctx.Queue()
+p = ctx.Process(target=child, args=(q,))
+p.start()
+p.join(120)
+assert p.exitcode == 0, p.exitcode
+threads, loss = q.get()
+assert threads == 1 and loss == parent[-1], (threads, loss, parent)
+print("ok")
+"""
+
+
+@pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="no fork")
+def test_forked_child_runs_the_fused_pass():
+    """A child forked after the fused pass ran on two threads runs it on one (GNU OpenMP's
+    thread pool does not survive a fork: Numba would kill the child)."""
+    out = subprocess.run([sys.executable, "-c", FORKED], capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stdout + out.stderr
+
+
+def test_a_constant_without_a_literal_still_specializes(fusing):
+    """1e39 is inf in float32: the fused loop takes it from the immediates, not as a literal."""
+    rng = np.random.default_rng(8)
+    X = tg.tensor(rng.standard_normal((3000, 16)).astype(np.float32))
+    y = tg.tensor(rng.standard_normal((3000, 1)).astype(np.float32))
+    loss = lambda z, y: ((z - y) / 1e39 + 1.0).pow(2).mean()      # noqa: E731
+    w0 = rng.standard_normal((16, 1)).astype(np.float32)
+    we = tg.tensor(w0.copy(), requires_grad=True)
+    wc = tg.tensor(w0.copy(), requires_grad=True)
+    eager, compiled = _step(we, loss), tg.compile(_step(wc, loss), specialize_after=0)
+    for _ in range(3):
+        assert compiled(X, y).item() == eager(X, y).item() == 1.0
+    np.testing.assert_array_equal(wc.detach().numpy(), we.detach().numpy())
+    assert _fused_rows(compiled) == 2
+    assert all(p.fast_ok for paths in compiled.paths.values() for p in paths)

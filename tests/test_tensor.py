@@ -526,5 +526,10 @@ def test_set_num_threads_like_torch():
             with pytest.raises(RuntimeError, match=msg):
                 tg.set_num_threads(bad)
         assert tg.get_num_threads() == 3
+        tg.set_num_threads(np.int64(2))             # as torch: any integer type
+        assert tg.get_num_threads() == 2
+        with pytest.raises(ValueError, match="Overflow"):
+            tg.set_num_threads(2 ** 40)
+        assert tg.get_num_threads() == 2
     finally:
         tg.set_num_threads(before)
