@@ -9,7 +9,8 @@ threads; between passes its threads spin briefly, then sleep (OpenMP's default p
 
 A process forked after that pool started would be killed by Numba when it starts a parallel
 pass (GNU OpenMP, Numba's threading layer where TBB is missing, is not fork-safe), so a forked
-child starts with one thread. Numba's fork-safe workqueue layer was 4x slower on the
+child starts with one thread (raising it there again is unsafe if the parent ran a pass on
+several). Numba's fork-safe workqueue layer was 4x slower on the
 10,000 x 100 step with two threads (a launch per step costs hundreds of microseconds).
 """
 import operator
