@@ -23,10 +23,10 @@ from numba.core.errors import NumbaError
 
 from . import codegen, fuse, threads
 from . import dtypes as D
-from .interpret import (CMP_EQ, CMP_GE, CMP_GT, CMP_LE, CMP_LT, CMP_NE, P_ACC, P_BWD, P_CMP,
-                        P_COPY, P_FWD, P_REV, P_SEED, P_SEEDSLOT, P_TAKE, P_VALUE, P_ZERO,
+from .interpret import (CMP_EQ, CMP_GE, CMP_GT, CMP_LE, CMP_LT, CMP_NE, P_ACC, P_CMP, P_COPY,
+                        P_FWD, P_REV, P_SEED, P_SEEDSLOT, P_TAKE, P_VALUE, reverse_schedule,
                         run_program, run_steps)
-from .ops import DIFF, FREED, GA, GB, OP_SETSTRIDED, OPS
+from .ops import DIFF, FREED, OPS
 from .tape import NONE, TAPE
 from .tensor import Tensor, _make
 
@@ -343,9 +343,11 @@ class Path:
                 last = e[0]
             if e[1] == P_REV:                   # the pass is the same every replay: unroll it
                 leaf, retain, grad_of = rec.snaps[e[4]]
-                for r in reverse_schedule(self.R, e[2], e[3], leaf, retain, grad_of):
-                    rows.append(r + (0,) * (6 - len(r)))
-                    self.row_desc.append(None)
+                needs = np.zeros(len(leaf), np.int8)
+                bwd = reverse_schedule(self.R, e[2], e[3], T.vid, leaf, retain, grad_of, T.ver,
+                                       needs, 0)[3]
+                rows.extend(tuple(r) for r in bwd.tolist())
+                self.row_desc.extend([None] * len(bwd))
                 continue
             rows.append(e[1:])
             self.row_desc.append(rec.descs.get(k))
@@ -535,53 +537,6 @@ class Path:
         for e in self.events:
             h.update(repr((e[0], e[1])).encode())
         return h.hexdigest()[:16]
-
-
-def reverse_schedule(R, start, seed, leaf, retain, grad_of):
-    """The steps run_reverse takes from record `start` with these slot tables, as program rows
-    (P_BWD record, P_ZERO slot, P_ACC gradient-of-slot into-slot): the same walk, done once."""
-    rows = []
-    needs = {seed}
-    marks = [seed]
-    pending = 0 if leaf[seed] else 1
-    touched = set()
-    for i in range(start, -1, -1):
-        if pending == 0:
-            break
-        op, a, b, out, aux, flags = (int(v) for v in R[i, :6])
-        if out not in needs:
-            continue
-        overwrite = (flags & GB) == 0 if op == OP_SETSTRIDED else (a != out and b != out)
-        if flags & DIFF:
-            if retain[out] and out not in touched:
-                rows.append((P_ACC, out, int(grad_of[out])))
-                touched.add(out)
-            rows.append((P_BWD, i))
-            if op == OP_SETSTRIDED and overwrite:
-                rows.append((P_ZERO, out))
-        elif overwrite:
-            rows.append((P_ZERO, out))
-        if overwrite:
-            needs.discard(out)
-            if not leaf[out]:
-                pending -= 1
-        if flags & DIFF:
-            for s, bit in ((a, GA), (b, GB))[:1 if op == OP_SETSTRIDED else 2]:
-                if s >= 0 and flags & bit and s not in needs:
-                    needs.add(s)
-                    marks.append(s)
-                    if not leaf[s]:
-                        pending += 1
-    for s in marks:
-        if s not in needs:
-            continue
-        needs.discard(s)
-        if leaf[s]:
-            if grad_of[s] < 0:
-                continue                        # left in G: a P_TAKE row follows
-            rows.append((P_ACC, s, int(grad_of[s])))
-        rows.append((P_ZERO, s))
-    return rows
 
 
 def _event_text(e):

@@ -1,13 +1,23 @@
-"""The forward and reverse interpreters: flat Numba loops over the tape's integer records.
+"""The interpreters: flat Numba loops over the tape's integer records.
+
+``run_forward`` runs records (eager use). ``reverse_schedule`` walks a backward pass and gives
+its steps as program rows; ``run_steps`` runs programs: the rows of a recorded path
+(tapegrad.compile) or of one backward pass (``run_reverse`` is the two in a row). Each compiled
+function that Python calls links, optimizes and emits every kernel it reaches once more (about
+a second of first compile each): so there are two such interpreters, and the walk calls no
+kernel.
 
 Slots of dtype code 0 (float32) live in ``F32``, code 1 (float64) in ``F64``; ``C32``/``C64`` hold
 immediates (a negative slot id ``-k-1`` names immediate ``k``). ``G32``/``G64`` are gradient
 arenas with the same offsets as the value arenas; they are all zero between backward calls.
+``F64``, ``C64`` and ``G64`` are None until a float64 slot exists: Numba decides each
+``F64 is None`` test when it compiles, so float32-only work compiles one call of each kernel
+instead of one per dtype, and never the float64 kernels.
 """
 import numpy as np
 
 from .kernels import (binary_flat_bwd, binary_flat_fwd, binary_loop_bwd, binary_loop_fwd,
-                      copy_bwd, copy_fwd, fill_fwd, index_bwd, index_fwd, inline, jit,
+                      copy_bwd, copy_fwd, entry, fill_fwd, index_bwd, index_fwd, inline, jit,
                       matmul_bwd, matmul_fwd, reduce_bwd, reduce_fwd,
                       rule, setstrided_bwd, setstrided_fwd, strided_bwd, strided_fwd,
                       unary_loop_bwd, unary_loop_fwd)
@@ -16,7 +26,15 @@ from .ops import (DIFF, FREED, GA, GB, LAST_BINARY, LAST_REDUCE, LAST_UNARY, OP_
                   SAVE_OUT)
 
 OK, GRAPH_FREED, VERSION_CHANGED = 0, 1, 2
-FREE, CHECK = 1, 2      # run_reverse modes: free the graph (no retain_graph), check versions
+FREE, CHECK = 1, 2      # reverse_schedule modes: free the graph (no retain_graph), check versions
+
+# A program (run_steps) is an int64 array of rows [kind, p1, p2, p3, p4, p5]: runs of records
+# and the events a recording saw between them (backward seeds, the steps of each backward pass
+# as reverse_schedule gives them, new .grad tensors, guards, result copies). P_REV names a
+# backward pass in a recording; programs hold its P_BWD / P_ZERO / P_ACC rows instead.
+(P_FWD, P_SEED, P_SEEDSLOT, P_REV, P_TAKE, P_CMP, P_VALUE, P_COPY, P_BWD, P_ZERO, P_ACC,
+ P_AFFINE_FWD, P_AFFINE_BWD) = range(13)
+CMP_EQ, CMP_NE, CMP_LT, CMP_LE, CMP_GT, CMP_GE = range(6)
 
 
 @rule
@@ -116,19 +134,18 @@ def reverse_record(op, a, b, out, aux, flags, M, F, C, G, off, goff, size):
             GO[k] = 0
 
 
-@jit
+@entry
 def run_forward(R, lo, hi, M, off, size, dt, F32, C32, F64, C64):
     for i in range(lo, hi):
         op, a, b, out, aux = R[i, 0], R[i, 1], R[i, 2], R[i, 3], R[i, 4]
-        if op == OP_CAST:
-            if dt[out] == 0:
-                copy_fwd(view(F64, C64, off, size, a), view(F32, C32, off, size, out))
-            else:
-                copy_fwd(view(F32, C32, off, size, a), view(F64, C64, off, size, out))
-        elif dt[out] == 0:
+        if F64 is None or (op != OP_CAST and dt[out] == 0):
             forward_record(op, a, b, out, aux, M, F32, C32, off, size)
-        else:
+        elif op != OP_CAST:
             forward_record(op, a, b, out, aux, M, F64, C64, off, size)
+        elif dt[out] == 0:
+            copy_fwd(view(F64, C64, off, size, a), view(F32, C32, off, size, out))
+        else:
+            copy_fwd(view(F32, C32, off, size, a), view(F64, C64, off, size, out))
 
 
 # The helpers below copy with explicit loops: a NumPy slice assignment pulls Numba's shape check
@@ -137,7 +154,7 @@ def run_forward(R, lo, hi, M, off, size, dt, F32, C32, F64, C64):
 def _zero(G32, G64, goff, size, dt, s):
     o = goff[s]
     for k in range(size[s]):
-        if dt[s] == 0:
+        if G64 is None or dt[s] == 0:
             G32[o + k] = 0
         else:
             G64[o + k] = 0
@@ -158,22 +175,10 @@ def _accumulate(src, dst, off, goff, size, dt, G32, G64, F32, F64):
     """Add the gradient of slot `src` into the value of slot `dst` (a .grad tensor)."""
     o, og = off[dst], goff[src]
     for k in range(size[src]):
-        if dt[src] == 0:
+        if G64 is None or dt[src] == 0:
             F32[o + k] += G32[og + k]
         else:
             F64[o + k] += G64[og + k]
-
-
-@inline
-def _reverse_one(R, i, M, off, goff, size, dt, F32, C32, G32, F64, C64, G64):
-    """The backward of record i, in its dtype's arenas."""
-    op, a, b, out, aux, flags = R[i, 0], R[i, 1], R[i, 2], R[i, 3], R[i, 4], R[i, 5]
-    if op == OP_CAST:
-        _reverse_cast(a, out, flags, goff, size, dt, G32, C32, G64, C64)
-    elif dt[out] == 0:
-        reverse_record(op, a, b, out, aux, flags, M, F32, C32, G32, off, goff, size)
-    else:
-        reverse_record(op, a, b, out, aux, flags, M, F64, C64, G64, off, goff, size)
 
 
 @rule
@@ -184,20 +189,25 @@ def _seen(a, n, s):
     return False
 
 
-@jit
-def run_reverse(R, start, seed, M, off, goff, size, dt, vid, leaf, retain, grad_of, ver,
-                F32, C32, G32, F64, C64, G64, needs, mode):
-    """Backpropagate the gradient seeded in G[seed] through records start..0.
+@entry
+def reverse_schedule(R, start, seed, vid, leaf, retain, grad_of, ver, needs, mode):
+    """The backward pass from record `start`, seeded at slot `seed`, as program rows for
+    run_steps: (P_BWD, record), (P_ZERO, slot), (P_ACC, slot, .grad slot). Eager backward runs
+    them at once; a recording unrolls them into its program.
 
-    `mode` is FREE | CHECK in eager use: mark records freed (unless retain_graph) and check
-    freed flags and version counters. A replay passes 0: the recording checked them.
+    The walk needs only the graph, no values, so it is compiled apart from the kernels (each
+    compiled function that calls the kernels emits all of them again). `mode` is FREE | CHECK
+    in eager use: mark the records freed (unless retain_graph), check freed flags and version
+    counters. `needs` is scratch, all zero before and after.
 
-    Returns (status, record, n_freed, reached): `reached` lists the leaf slots that have no
-    .grad tensor yet and whose gradient is left in G for the caller, then -1, then the
-    retained (retain_grad) slots that received a gradient.
+    Returns (status, failing record, n_freed, rows, reached): `reached` lists the leaf slots
+    that have no .grad tensor yet, whose gradient the rows leave in G for the caller, then -1,
+    then the retained (retain_grad) slots that receive a gradient.
     """
     marks = np.empty(2 * start + 8, np.int64)
-    nm = 0
+    touched = np.empty(2 * start + 8, np.int64)
+    rows = np.zeros((7 * start + 16, 6), np.int64)  # at most 3 per record and 2 per mark
+    nm, nt, nr = 0, 0, 0
     needs[seed] = 1
     marks[nm] = seed
     nm += 1
@@ -205,8 +215,6 @@ def run_reverse(R, start, seed, M, off, goff, size, dt, vid, leaf, retain, grad_
     n_freed = 0
     status = OK
     bad = -1
-    touched = np.empty(2 * start + 8, np.int64)
-    nt = np.int64(0)
     for i in range(start, -1, -1):
         if pending == 0:
             break
@@ -229,17 +237,21 @@ def run_reverse(R, start, seed, M, off, goff, size, dt, vid, leaf, retain, grad_
                 break
             if retain[out] and not _seen(touched, nt, out):
                 # the last write of the slot: its gradient is the retained tensor's .grad
-                _accumulate(out, grad_of[out], off, goff, size, dt, G32, G64, F32, F64)
+                rows[nr, 0], rows[nr, 1], rows[nr, 2] = P_ACC, out, grad_of[out]
+                nr += 1
                 touched[nt] = out
                 nt += 1
-            _reverse_one(R, i, M, off, goff, size, dt, F32, C32, G32, F64, C64, G64)
+            rows[nr, 0], rows[nr, 1] = P_BWD, i
+            nr += 1
             if op == OP_SETSTRIDED and overwrite:
-                _zero(G32, G64, goff, size, dt, out)
+                rows[nr, 0], rows[nr, 1] = P_ZERO, out
+                nr += 1
             if mode & FREE:
                 R[i, 5] = flags | FREED
                 n_freed += 1
         elif overwrite:
-            _zero(G32, G64, goff, size, dt, out)     # a constant was written: no gradient flows
+            rows[nr, 0], rows[nr, 1] = P_ZERO, out  # a constant was written: no gradient flows
+            nr += 1
         if overwrite:
             needs[out] = 0
             if not leaf[out]:
@@ -256,42 +268,34 @@ def run_reverse(R, start, seed, M, off, goff, size, dt, vid, leaf, retain, grad_
     if status == OK and pending > 0:
         status = GRAPH_FREED                    # a needed tensor's record is gone
     reached = np.empty(nm + nt + 1, np.int64)
-    nr = 0
+    nreached = 0
     for j in range(nm):
         s = marks[j]
         if not needs[s]:
             continue
         needs[s] = 0
-        if status == OK and leaf[s]:
-            if grad_of[s] >= 0:
-                _accumulate(s, grad_of[s], off, goff, size, dt, G32, G64, F32, F64)
-                _zero(G32, G64, goff, size, dt, s)
-            else:
-                reached[nr] = s                 # the caller creates .grad from G[s]
-                nr += 1
+        if leaf[s]:
+            if grad_of[s] < 0:
+                reached[nreached] = s           # the caller creates .grad from G[s]
+                nreached += 1
                 continue
-        _zero(G32, G64, goff, size, dt, s)
-    reached[nr] = -1
-    nr += 1
-    for j in range(nt):
-        reached[nr] = touched[j]
+            rows[nr, 0], rows[nr, 1], rows[nr, 2] = P_ACC, s, grad_of[s]
+            nr += 1
+        rows[nr, 0], rows[nr, 1] = P_ZERO, s
         nr += 1
-    return status, bad, n_freed, reached[:nr]
+    reached[nreached] = -1
+    nreached += 1
+    for j in range(nt):
+        reached[nreached] = touched[j]
+        nreached += 1
+    return status, bad, n_freed, rows[:nr], reached[:nreached]
 
 
-# ---- replay programs (tapegrad.compile) ----
-# A program is an int64 array of rows [kind, p1, p2, p3, p4, p5]: runs of records and the
-# events the recording saw between them (backward seeds, the steps of each backward pass as
-# scheduled when recorded, new .grad tensors, guards, result copies). P_REV names a backward
-# pass in a recording; programs hold its unrolled P_BWD / P_ZERO / P_ACC rows instead.
-(P_FWD, P_SEED, P_SEEDSLOT, P_REV, P_TAKE, P_CMP, P_VALUE, P_COPY, P_BWD, P_ZERO, P_ACC,
- P_AFFINE_FWD, P_AFFINE_BWD) = range(13)
-CMP_EQ, CMP_NE, CMP_LT, CMP_LE, CMP_GT, CMP_GE = range(6)
 
 
 @rule
 def _first(F32, F64, off, dt, s):
-    if dt[s] == 0:
+    if F64 is None or dt[s] == 0:
         return np.float64(F32[off[s]])
     return F64[off[s]]
 
@@ -324,13 +328,13 @@ def _same(F, o, n, V, vi):
 def _copy_slot(F32, F64, off, size, dt, src, dst):
     o, od = off[src], off[dst]
     for k in range(size[src]):
-        if dt[src] == 0:
+        if F64 is None or dt[src] == 0:
             F32[od + k] = F32[o + k]
         else:
             F64[od + k] = F64[o + k]
 
 
-@jit
+@entry
 def run_steps(n, out, hist, carry, gather, idx, P, R, M, off, goff, size, dt, F32, C32, G32, F64,
               C64, G64, V):
     """Run program P n times, keeping the first value of slot `out` after each in hist.
@@ -339,9 +343,9 @@ def run_steps(n, out, hist, carry, gather, idx, P, R, M, off, goff, size, dt, F3
     `gather` rows (src, dst, row size) fill input slot dst with the rows idx[step] of slot src
     before each step (minibatches). Returns (steps done, failing guard row or -1).
 
-    One step is one pass over the rows of P. The loop over them is here rather than in a
-    function of its own: each compiled entry point links, optimizes and emits every kernel it
-    reaches once more, so an extra level costs seconds of first compile."""
+    One step is one pass over the rows of P. The loop over them, and each row's work, is here
+    rather than in functions of its own: each compiled function links, optimizes and emits every
+    kernel it reaches once more, so an extra level costs seconds of first compile."""
     for step in range(n):
         if step > 0:
             for c in range(carry.shape[0]):
@@ -351,32 +355,35 @@ def run_steps(n, out, hist, carry, gather, idx, P, R, M, off, goff, size, dt, F3
             for r in range(idx.shape[1]):
                 o, od = off[src] + idx[step, r] * w, off[dst] + r * w
                 for k in range(w):
-                    if dt[src] == 0:
+                    if F64 is None or dt[src] == 0:
                         F32[od + k] = F32[o + k]
                     else:
                         F64[od + k] = F64[o + k]
         for j in range(P.shape[0]):
             kind, p1, p2, p3, p4, p5 = P[j, 0], P[j, 1], P[j, 2], P[j, 3], P[j, 4], P[j, 5]
-            if kind == P_FWD:
-                run_forward(R, p1, p2, M, off, size, dt, F32, C32, F64, C64)
+            if kind == P_FWD or kind == P_AFFINE_FWD:   # a fused chain (fuse.py) is fused in
+                hi = p2 if kind == P_FWD else p2 + 1     # the specialized code; here it runs
+                run_forward(R, p1, hi, M, off, size, dt, F32, C32, F64, C64)   # as recorded
             elif kind == P_SEED:
                 o, m = goff[p1], size[p1]
                 for k in range(m):
-                    if dt[p1] == 0:
+                    if G64 is None or dt[p1] == 0:
                         G32[o + k] = V[p2 + k]
                     else:
                         G64[o + k] = V[p2 + k]
             elif kind == P_SEEDSLOT:
                 o, og, m = goff[p1], off[p2], size[p1]
                 for k in range(m):
-                    if dt[p1] == 0:
+                    if F64 is None:
+                        G32[o + k] = F32[og + k]
+                    elif dt[p1] == 0:
                         G32[o + k] = F32[og + k] if dt[p2] == 0 else F64[og + k]
                     else:
                         G64[o + k] = F32[og + k] if dt[p2] == 0 else F64[og + k]
             elif kind == P_TAKE:
                 o, og, m = goff[p1], off[p2], size[p1]
                 for k in range(m):
-                    if dt[p1] == 0:
+                    if F64 is None or dt[p1] == 0:
                         F32[og + k] = G32[o + k]
                         G32[o + k] = 0
                     else:
@@ -388,7 +395,7 @@ def run_steps(n, out, hist, carry, gather, idx, P, R, M, off, goff, size, dt, F3
                 if _compare(p1, x, y) != (p5 != 0):
                     return step, j
             elif kind == P_VALUE:
-                if dt[p1] == 0:
+                if F64 is None or dt[p1] == 0:
                     ok = _same(F32, off[p1], size[p1], V, p2)
                 else:
                     ok = _same(F64, off[p1], size[p1], V, p2)
@@ -396,17 +403,20 @@ def run_steps(n, out, hist, carry, gather, idx, P, R, M, off, goff, size, dt, F3
                     return step, j
             elif kind == P_COPY and p2 >= 0:
                 _copy_slot(F32, F64, off, size, dt, p1, p2)
-            elif kind == P_BWD:                     # a backward pass, scheduled when recorded
-                _reverse_one(R, p1, M, off, goff, size, dt, F32, C32, G32, F64, C64, G64)
+            elif kind == P_BWD or kind == P_AFFINE_BWD:     # a record's backward, or a fused
+                last = p1 if kind == P_BWD else p2              # chain's records (run as
+                for i in range(last, p1 - 1, -1):               # recorded here)
+                    op, a, b, o, aux, flags = R[i, 0], R[i, 1], R[i, 2], R[i, 3], R[i, 4], R[i, 5]
+                    if G64 is None or (op != OP_CAST and dt[o] == 0):
+                        reverse_record(op, a, b, o, aux, flags, M, F32, C32, G32, off, goff, size)
+                    elif op != OP_CAST:
+                        reverse_record(op, a, b, o, aux, flags, M, F64, C64, G64, off, goff, size)
+                    else:
+                        _reverse_cast(a, o, flags, goff, size, dt, G32, C32, G64, C64)
             elif kind == P_ZERO:
                 _zero(G32, G64, goff, size, dt, p1)
             elif kind == P_ACC:
                 _accumulate(p1, p2, off, goff, size, dt, G32, G64, F32, F64)
-            elif kind == P_AFFINE_FWD:          # a fused chain (fuse.py) is fused in the
-                run_forward(R, p1, p2 + 1, M, off, size, dt, F32, C32, F64, C64)  # specialized
-            elif kind == P_AFFINE_BWD:          # code; here it runs as recorded
-                for r in range(p2, p1 - 1, -1):
-                    _reverse_one(R, r, M, off, goff, size, dt, F32, C32, G32, F64, C64, G64)
         if out >= 0:
             hist[step] = _first(F32, F64, off, dt, out)
     return n, -1
@@ -422,3 +432,18 @@ def run_program(P, R, M, off, goff, size, dt, F32, C32, G32, F64, C64, G64, V):
     """Run a recorded program once; return -1, or the row of the first guard that fails."""
     return run_steps(1, -1, _NO_HIST, _NO_CARRY, _NO_GATHER, _NO_IDX, P, R, M, off, goff, size,
                      dt, F32, C32, G32, F64, C64, G64, V)[1]
+
+
+_NO_VALUES = np.zeros(0)     # a backward pass's rows read no guard values
+
+
+def run_reverse(R, start, seed, M, off, goff, size, dt, vid, leaf, retain, grad_of, ver,
+                F32, C32, G32, F64, C64, G64, needs, mode):
+    """Backpropagate the gradient seeded in G[seed] through records start..0: the walk
+    (reverse_schedule), then its rows (run_steps). Returns (status, failing record, n_freed,
+    reached) as reverse_schedule; on a failed check no gradient has moved."""
+    status, bad, n_freed, P, reached = reverse_schedule(R, start, seed, vid, leaf, retain,
+                                                        grad_of, ver, needs, mode)
+    if status == OK:
+        run_program(P, R, M, off, goff, size, dt, F32, C32, G32, F64, C64, G64, _NO_VALUES)
+    return status, bad, n_freed, reached

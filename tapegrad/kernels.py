@@ -21,11 +21,20 @@ from .ops import (OP_ABS, OP_ADD, OP_COS, OP_DIV, OP_EXP, OP_LOG, OP_MAX, OP_MAX
                   OP_MEAN, OP_MIN, OP_MUL, OP_NEG, OP_NORM, OP_POW, OP_RELU,
                   OP_ROUND, OP_SIGMOID, OP_SIN, OP_SQRT, OP_SUB, OP_SUM, OP_TANH)
 
-jit = partial(numba.njit, cache=True, nogil=True)     # the one place that sets njit options
-rule = partial(numba.njit, cache=True)                # scalar rules and small helpers
+# The options of every compiled function, set here once:
+# - cache=True: Numba's on-disk cache, so only the first run after installing compiles;
+# - error_model="numpy": float division by zero gives inf or nan, as in torch (Python's model
+#   raises ZeroDivisionError, and its checks are code to compile in every function);
+# - functions called only from compiled code get no CPython or C wrapper: Numba would build,
+#   optimize and emit one for each (a sixth of the first compile).
+ENTRY_OPTIONS = dict(cache=True, error_model="numpy", no_cfunc_wrapper=True)
+INNER_OPTIONS = dict(ENTRY_OPTIONS, no_cpython_wrapper=True)
+entry = partial(numba.njit, nogil=True, **ENTRY_OPTIONS)        # called from Python
+jit = partial(numba.njit, nogil=True, **INNER_OPTIONS)
+rule = partial(numba.njit, **INNER_OPTIONS)                      # scalar rules, small helpers
 # loops whose sums may be reassociated (vectorized) and fused into multiply-adds
-fast = partial(numba.njit, cache=True, nogil=True, fastmath={"reassoc", "contract"})
-inline = partial(numba.njit, cache=True, inline="always")    # typed into each caller
+fast = partial(numba.njit, nogil=True, fastmath={"reassoc", "contract"}, **INNER_OPTIONS)
+inline = partial(numba.njit, inline="always", **INNER_OPTIONS)   # typed into each caller
 
 
 # ---- unary elementwise rules: <op>_fwd(x) and <op>_bwd(x, out) = d out / d x ----
@@ -138,7 +147,8 @@ def relu_bwd(x, out):
 
 @rule
 def round_fwd(x):
-    return np.round(x)                                     # half to even, as torch.round
+    return np.rint(x)                       # half to even, as torch.round (np.round's scalar
+                                            # path compiles two more functions)
 
 
 @rule
@@ -150,7 +160,8 @@ def round_bwd(x, out):
 def clamp_fwd(x, lo, hi):
     if x != x:
         return x
-    return min(max(x, lo), hi)
+    y = lo if x < lo else x                                # min(max(x, lo), hi) without
+    return hi if y > hi else y                             # compiling the builtins' overloads
 
 
 @rule
@@ -245,11 +256,7 @@ def mul_bwd(a, b, out):
 
 @rule
 def div_fwd(a, b):
-    if b == 0:
-        if a == 0 or a != a:
-            return math.nan
-        return math.copysign(math.inf, a) * math.copysign(1.0, b)
-    return a / b
+    return a / b                            # IEEE: x/0 = ±inf, 0/0 = nan (error_model numpy)
 
 
 @rule
@@ -259,15 +266,23 @@ def div_bwd(a, b, out):
 
 @rule
 def pow_fwd(a, b):
-    if b == 2:                                             # squares and their derivative,
-        return a * a                                       # without a call to pow (as torch)
+    # torch's own cases for these exponents, with its values down to the sign of a zero or an
+    # infinity: (-0.0) ** 0.5 is sqrt(-0.0) = -0.0 where pow gives 0.0
+    if b == 2:
+        return a * a
+    if b == 3:
+        return a * a * a
+    if b == 0.5:
+        return sqrt_fwd(a)
+    if b == -0.5:
+        return 1.0 / sqrt_fwd(a)
+    if b == -1:
+        return 1.0 / a
+    if b == -2:
+        return 1.0 / (a * a)
     if b == 1:
         return a
-    if a < 0 and b != math.floor(b):
-        return math.nan
-    if a == 0 and b < 0:
-        return math.inf
-    return a ** b
+    return a ** b                           # IEEE pow: 0 ** -1 = inf, (-1) ** 0.5 = nan
 
 
 @rule

@@ -31,7 +31,6 @@ def _grown(a, need, fill=0):
     return new
 
 
-_NARROW = np.zeros(0, np.float32)     # the float64 arrays' stand-in while none is used
 
 
 class Tape:
@@ -109,13 +108,12 @@ class Tape:
 
     def f64(self, C64=None):
         """The float64 values, constants (C64, else the tape's) and gradients as the
-        interpreters take them. Until a float64 slot exists they are empty float32 arrays: the
-        interpreters then run in a variant typed float32 throughout, which reuses the float32
-        kernels, so float32-only work never compiles the float64 ones (half the first-ever
-        compile)."""
+        interpreters take them. Until a float64 slot exists they are None: the interpreters
+        then run in a variant that has only the float32 code, so float32-only work never
+        compiles the float64 kernels (half the first-ever compile)."""
         if self.wide:
             return self.F[1], self.C[1] if C64 is None else C64, self.G[1]
-        return _NARROW, _NARROW, _NARROW
+        return None, None, None
 
     def _grow_slots(self, need):
         self.gen += 1

@@ -145,3 +145,70 @@ def test_full_max_spreads_gradient_over_ties():
     x = tg.tensor([3.0, 1.0, 3.0], requires_grad=True)
     x.max().backward()
     assert x.grad.tolist() == [0.5, 0.0, 0.5]
+
+
+# (function, its derivative in NumPy) where the derivative is infinite at zero; the powers'
+# derivatives in torch's forms (x ** -0.5 is 1 / sqrt(x): -inf at -0.0, where pow gives inf)
+SINGULAR = {"log": (lambda x: x.log(), lambda x: 1 / x),
+            "sqrt": (lambda x: x.sqrt(), lambda x: 0.5 / np.sqrt(x)),
+            "reciprocal": (lambda x: 1 / x, lambda x: -1 / x ** 2),
+            "pow_minus_one": (lambda x: x ** -1.0, lambda x: -1.0 / (x * x)),
+            "pow_half": (lambda x: x ** 0.5, lambda x: 0.5 / np.sqrt(x))}
+
+
+@pytest.mark.parametrize("name", SINGULAR)
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("how", ["eager", "replay"])
+def test_gradient_at_a_singular_point_is_infinite(name, dtype, how):
+    """At x = ±0 the gradient is ±inf, as IEEE division and torch give, not an exception (the
+    compiled kernels raised ZeroDivisionError)."""
+    f, df = SINGULAR[name]
+    x0 = np.array([0.0, -0.0, 2.0], dtype)
+    x = tg.tensor(x0, requires_grad=True)
+
+    def step():
+        f(x).sum().backward()
+
+    run = step if how == "eager" else tg.compile(step)
+    for _ in range(1 if how == "eager" else 3):         # record, replay, replay
+        x.grad = None
+        run()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        want = df(x0)
+    np.testing.assert_array_equal(np.isinf(x.grad.numpy()), np.isinf(want))
+    np.testing.assert_allclose(x.grad.numpy(), want, rtol=1e-6)
+    try:
+        import torch
+    except ImportError:
+        return
+    xt = torch.tensor(x0, requires_grad=True)
+    f(xt).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), xt.grad.numpy(), rtol=1e-6)
+
+
+def test_division_by_zero_is_ieee():
+    a = np.array([1.0, -1.0, 0.0, 1.0, 2.0, np.nan])
+    b = np.array([0.0, 0.0, 0.0, -0.0, np.inf, 0.0])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        want = a / b
+    np.testing.assert_array_equal((tg.tensor(a) / tg.tensor(b)).numpy(), want)
+
+
+@pytest.mark.parametrize("e", [2, 3, 0.5, -0.5, -1, -2, 1, 0, 1.5, -3, -1.5])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_pow_at_special_values_matches_torch(e, dtype):
+    """torch computes x ** 0.5 as sqrt, x ** -1 as 1 / x, and so on: the same values, down to
+    the sign of a zero or an infinity ((-0.0) ** 0.5 = -0.0, (-0.0) ** -1 = -inf)."""
+    torch = pytest.importorskip("torch")
+    x0 = np.array([0.0, -0.0, 2.0, -2.0, 0.3, -1.5, np.inf, -np.inf, np.nan], dtype)
+    x = tg.tensor(x0, requires_grad=True)
+    y = x ** e
+    y.sum().backward()
+    xt = torch.tensor(x0, requires_grad=True)
+    yt = xt ** e
+    yt.sum().backward()
+    got, want = y.detach().numpy(), yt.detach().numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-6, equal_nan=True)
+    num = ~np.isnan(want)                       # (the sign of a nan means nothing)
+    np.testing.assert_array_equal(np.signbit(got[num]), np.signbit(want[num]))
+    np.testing.assert_allclose(x.grad.numpy(), xt.grad.numpy(), rtol=1e-6, equal_nan=True)
