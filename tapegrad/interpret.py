@@ -1,11 +1,12 @@
 """The interpreters: flat Numba loops over the tape's integer records.
 
-``run_forward`` runs records (eager use). ``reverse_schedule`` walks a backward pass and gives
-its steps as program rows; ``run_steps`` runs programs: the rows of a recorded path
-(tapegrad.compile) or of one backward pass (``run_reverse`` is the two in a row). Each compiled
+``run_steps`` runs programs: rows that run records forward, run a record's backward, seed,
+zero or accumulate gradients, check guards (tapegrad.compile records them). Eager forward
+(``run_forward``) is a program of one row. ``reverse_schedule`` walks a backward pass and gives
+its steps as rows; ``run_reverse`` is the walk, then run_steps on its rows. Each compiled
 function that Python calls links, optimizes and emits every kernel it reaches once more (about
-a second of first compile each): so there are two such interpreters, and the walk calls no
-kernel.
+a second of first compile each), so run_steps is the one that reaches the kernels, and the
+kernels' dispatchers (forward_record, reverse_record) are typed into it.
 
 Slots of dtype code 0 (float32) live in ``F32``, code 1 (float64) in ``F64``; ``C32``/``C64`` hold
 immediates (a negative slot id ``-k-1`` names immediate ``k``). ``G32``/``G64`` are gradient
@@ -94,7 +95,7 @@ def forward_record(op, a, b, out, aux, M, F, C, off, size):
         fill_fwd(O, C[aux])
 
 
-@jit
+@inline
 def reverse_record(op, a, b, out, aux, flags, M, F, C, G, off, goff, size):
     n = size[out]
     ga = (flags & GA) != 0
@@ -132,20 +133,6 @@ def reverse_record(op, a, b, out, aux, flags, M, F, C, G, off, goff, size):
     elif op == OP_FILL:
         for k in range(GO.size):
             GO[k] = 0
-
-
-@entry
-def run_forward(R, lo, hi, M, off, size, dt, F32, C32, F64, C64):
-    for i in range(lo, hi):
-        op, a, b, out, aux = R[i, 0], R[i, 1], R[i, 2], R[i, 3], R[i, 4]
-        if F64 is None or (op != OP_CAST and dt[out] == 0):
-            forward_record(op, a, b, out, aux, M, F32, C32, off, size)
-        elif op != OP_CAST:
-            forward_record(op, a, b, out, aux, M, F64, C64, off, size)
-        elif dt[out] == 0:
-            copy_fwd(view(F64, C64, off, size, a), view(F32, C32, off, size, out))
-        else:
-            copy_fwd(view(F32, C32, off, size, a), view(F64, C64, off, size, out))
 
 
 # The helpers below copy with explicit loops: a NumPy slice assignment pulls Numba's shape check
@@ -361,9 +348,18 @@ def run_steps(n, out, hist, carry, gather, idx, P, R, M, off, goff, size, dt, F3
                         F64[od + k] = F64[o + k]
         for j in range(P.shape[0]):
             kind, p1, p2, p3, p4, p5 = P[j, 0], P[j, 1], P[j, 2], P[j, 3], P[j, 4], P[j, 5]
-            if kind == P_FWD or kind == P_AFFINE_FWD:   # a fused chain (fuse.py) is fused in
-                hi = p2 if kind == P_FWD else p2 + 1     # the specialized code; here it runs
-                run_forward(R, p1, hi, M, off, size, dt, F32, C32, F64, C64)   # as recorded
+            if kind == P_FWD or kind == P_AFFINE_FWD:   # records, or a fused chain's (fuse.py:
+                hi = p2 if kind == P_FWD else p2 + 1     # fused in the specialized code, run as
+                for i in range(p1, hi):                  # recorded here)
+                    op, a, b, o, aux = R[i, 0], R[i, 1], R[i, 2], R[i, 3], R[i, 4]
+                    if F64 is None or (op != OP_CAST and dt[o] == 0):
+                        forward_record(op, a, b, o, aux, M, F32, C32, off, size)
+                    elif op != OP_CAST:
+                        forward_record(op, a, b, o, aux, M, F64, C64, off, size)
+                    elif dt[o] == 0:
+                        copy_fwd(view(F64, C64, off, size, a), view(F32, C32, off, size, o))
+                    else:
+                        copy_fwd(view(F32, C32, off, size, a), view(F64, C64, off, size, o))
             elif kind == P_SEED:
                 o, m = goff[p1], size[p1]
                 for k in range(m):
@@ -434,7 +430,15 @@ def run_program(P, R, M, off, goff, size, dt, F32, C32, G32, F64, C64, G64, V):
                      dt, F32, C32, G32, F64, C64, G64, V)[1]
 
 
-_NO_VALUES = np.zeros(0)     # a backward pass's rows read no guard values
+_NO_VALUES = np.zeros(0)     # eager rows read no guard values
+_FORWARD = np.array([[P_FWD, 0, 0, 0, 0, 0]], np.int64)
+
+
+def run_forward(R, lo, hi, M, off, goff, size, dt, F32, C32, G32, F64, C64, G64):
+    """Run records lo..hi-1: a program of one row."""
+    _FORWARD[0, 1] = lo
+    _FORWARD[0, 2] = hi
+    run_program(_FORWARD, R, M, off, goff, size, dt, F32, C32, G32, F64, C64, G64, _NO_VALUES)
 
 
 def run_reverse(R, start, seed, M, off, goff, size, dt, vid, leaf, retain, grad_of, ver,

@@ -264,9 +264,8 @@ class Tape:
         if self.done == self.n:
             return
         self._sync()
-        F64, C64, _ = self.f64()
-        run_forward(self.R, self.done, self.n, self.M, self.off, self.size, self.dt,
-                    self.F[0], self.C[0], F64, C64)
+        run_forward(self.R, self.done, self.n, self.M, self.off, self.goff, self.size, self.dt,
+                    self.F[0], self.C[0], self.G[0], *self.f64())
         self.done = self.n
         if self.rec is not None:
             return
