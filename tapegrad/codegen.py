@@ -398,10 +398,12 @@ class _Writer:
             self.backward(r)
         self.span = False
         self.block_views(first)
-        # typed numbers, not literals: a literal argument compiles the kernel once more
+        # typed numbers, not literals: a literal argument compiles the kernel once more. pf:
+        # the rows of the next block are prefetched while this block's gradient is summed
+        self.emit(f"pf = {rows} * kk if start + {2 * rows} <= {n} else 0")
         self.emit(f"{self.call('mm_rows_bwd')}({F}, {F}, {G}, U, {G}, {mm}np.int64(0), "
                   f"np.int64(0), {self.g(z)} + e0, nr, kk, pp, np.bool_(False), "
-                  f"np.bool_({S >= 0}))")
+                  f"np.bool_({S >= 0}), pf)")
         self.emit("for i in range(e0, e1):")
         self.emit(f"{G}[{self.g(z)} + i] = 0", 1)
         self.depth -= 1
