@@ -278,8 +278,6 @@ def reverse_schedule(R, start, seed, vid, leaf, retain, grad_of, ver, needs, mod
     return status, bad, n_freed, rows[:nr], reached[:nreached]
 
 
-
-
 @rule
 def _first(F32, F64, off, dt, s):
     if F64 is None or dt[s] == 0:
