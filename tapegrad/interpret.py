@@ -15,6 +15,9 @@ arenas with the same offsets as the value arenas; they are all zero between back
 ``F64 is None`` test when it compiles, so float32-only work compiles one call of each kernel
 instead of one per dtype, and never the float64 kernels.
 """
+import hashlib
+import os
+
 import numpy as np
 
 from .kernels import (binary_flat_bwd, binary_flat_fwd, binary_loop_bwd, binary_loop_fwd,
@@ -449,3 +452,47 @@ def run_reverse(R, start, seed, M, off, goff, size, dt, vid, leaf, retain, grad_
     if status == OK:
         run_program(P, R, M, off, goff, size, dt, F32, C32, G32, F64, C64, G64, _NO_VALUES)
     return status, bad, n_freed, reached
+
+
+def sources_stamp(names=("kernels.py", "interpret.py", "ops.py")):
+    """A hash of these files of the package (the sources compiled code is made of)."""
+    h = hashlib.sha256()
+    here = os.path.dirname(__file__)
+    for name in names:
+        with open(os.path.join(here, name), "rb") as f:
+            h.update(f.read())
+    return h.hexdigest()[:16]
+
+
+def drop_stale_cache(folder, stamp, modules=("kernels", "interpret")):
+    """Numba checks a cached function against its own source file only: run_steps, cached with
+    the kernels linked in, would keep running the kernels of an edited kernels.py (and so would
+    any cached caller in another file). When the sources' stamp is not the one the cache in
+    `folder` was written with, delete these modules' cache files there, so they compile again.
+    Returns how many files it deleted."""
+    mark = os.path.join(folder, "tapegrad-sources")
+    try:
+        with open(mark) as f:
+            if f.read() == stamp:
+                return 0
+    except OSError:
+        pass
+    dropped = 0
+    try:
+        for name in os.listdir(folder):
+            if name.split(".")[0] in modules and name.endswith((".nbi", ".nbc")):
+                try:
+                    os.remove(os.path.join(folder, name))
+                    dropped += 1
+                except OSError:             # another process removed it first
+                    pass
+        with open(mark, "w") as f:
+            f.write(stamp)
+    except OSError:                         # a folder we cannot read or write: Numba's
+        pass                                # cache is not written there either
+    return dropped
+
+
+_folder = getattr(getattr(run_steps, "_cache", None), "cache_path", None)   # None: no cache
+if _folder:
+    drop_stale_cache(_folder, sources_stamp())

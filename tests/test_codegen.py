@@ -296,3 +296,30 @@ def test_unrolled_call_gives_new_grads_where_anyone_can_tell():
     assert fast._hot is not None and l1 == l2
     for a, b in zip(g1 + p1, g2 + p2):
         np.testing.assert_array_equal(a, b)
+
+
+def test_an_edited_source_drops_the_interpreters_cache(tmp_path):
+    """Numba checks a cached function against its own file only: a cached run_steps would keep
+    the kernels of an edited kernels.py. The cache of kernels and interpret goes when the
+    sources' stamp changes, and only then."""
+    from tapegrad.interpret import drop_stale_cache
+    ours = ["kernels.mm_rows_bwd-572.py311.nbi", "kernels.mm_rows_bwd-572.py311.1.nbc",
+            "interpret.run_steps-322.py311.nbi"]
+    others = ["factory.x-1.py311.nbi", "kernels.py"]
+    for name in ours + others:
+        (tmp_path / name).write_text("x")
+    assert drop_stale_cache(str(tmp_path), "aaaa") == 3          # no stamp yet
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(others + ["tapegrad-sources"])
+    (tmp_path / ours[0]).write_text("x")
+    assert drop_stale_cache(str(tmp_path), "aaaa") == 0          # the same sources
+    assert (tmp_path / ours[0]).exists()
+    assert drop_stale_cache(str(tmp_path), "bbbb") == 1          # an edited source
+    assert not (tmp_path / ours[0]).exists()
+    assert drop_stale_cache(str(tmp_path / "missing"), "cccc") == 0      # no folder: no error
+
+
+def test_the_package_cache_carries_the_sources_stamp():
+    from tapegrad import interpret
+    folder = interpret.run_steps._cache.cache_path
+    with open(os.path.join(folder, "tapegrad-sources")) as f:
+        assert f.read() == interpret.sources_stamp()
