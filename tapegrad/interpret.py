@@ -179,6 +179,14 @@ def _seen(a, n, s):
     return False
 
 
+@rule
+def _row(rows, nr, kind, p1, p2):
+    """Write program row nr; the number of rows after it."""
+    rows[nr, 0], rows[nr, 1], rows[nr, 2] = kind, p1, p2
+    rows[nr, 3], rows[nr, 4], rows[nr, 5] = 0, 0, 0
+    return nr + 1
+
+
 @entry
 def reverse_schedule(R, start, seed, vid, leaf, retain, grad_of, ver, needs, mode):
     """The backward pass from record `start`, seeded at slot `seed`, as program rows for
@@ -196,7 +204,7 @@ def reverse_schedule(R, start, seed, vid, leaf, retain, grad_of, ver, needs, mod
     """
     marks = np.empty(2 * start + 8, np.int64)
     touched = np.empty(2 * start + 8, np.int64)
-    rows = np.zeros((7 * start + 16, 6), np.int64)  # at most 3 per record and 2 per mark
+    rows = np.empty((7 * start + 16, 6), np.int64)  # at most 3 per record and 2 per mark
     nm, nt, nr = 0, 0, 0
     needs[seed] = 1
     marks[nm] = seed
@@ -227,21 +235,17 @@ def reverse_schedule(R, start, seed, vid, leaf, retain, grad_of, ver, needs, mod
                 break
             if retain[out] and not _seen(touched, nt, out):
                 # the last write of the slot: its gradient is the retained tensor's .grad
-                rows[nr, 0], rows[nr, 1], rows[nr, 2] = P_ACC, out, grad_of[out]
-                nr += 1
+                nr = _row(rows, nr, P_ACC, out, grad_of[out])
                 touched[nt] = out
                 nt += 1
-            rows[nr, 0], rows[nr, 1] = P_BWD, i
-            nr += 1
+            nr = _row(rows, nr, P_BWD, i, 0)
             if op == OP_SETSTRIDED and overwrite:
-                rows[nr, 0], rows[nr, 1] = P_ZERO, out
-                nr += 1
+                nr = _row(rows, nr, P_ZERO, out, 0)
             if mode & FREE:
                 R[i, 5] = flags | FREED
                 n_freed += 1
         elif overwrite:
-            rows[nr, 0], rows[nr, 1] = P_ZERO, out  # a constant was written: no gradient flows
-            nr += 1
+            nr = _row(rows, nr, P_ZERO, out, 0)     # a constant was written: no gradient flows
         if overwrite:
             needs[out] = 0
             if not leaf[out]:
@@ -269,10 +273,8 @@ def reverse_schedule(R, start, seed, vid, leaf, retain, grad_of, ver, needs, mod
                 reached[nreached] = s           # the caller creates .grad from G[s]
                 nreached += 1
                 continue
-            rows[nr, 0], rows[nr, 1], rows[nr, 2] = P_ACC, s, grad_of[s]
-            nr += 1
-        rows[nr, 0], rows[nr, 1] = P_ZERO, s
-        nr += 1
+            nr = _row(rows, nr, P_ACC, s, grad_of[s])
+        nr = _row(rows, nr, P_ZERO, s, 0)
     reached[nreached] = -1
     nreached += 1
     for j in range(nt):
