@@ -121,7 +121,8 @@ class _Writer:
 
     def start(self):
         self.depth = 0                  # indentation of what is emitted (inside a block loop)
-        self.span = False               # elementwise loops run over i in e0..e1 (a block)
+        self.span = False               # elementwise loops run over i in e0..e1 (a block);
+                                        # "row": the code for element i of a row loop
         self.lines = []
         self.slots = {}                 # slot -> its number k in the piece (o{k}, g{k})
         self.reads = set()              # ("o" | "g", k) the piece reads
@@ -195,6 +196,10 @@ class _Writer:
         return nb == 1 and n * k * p <= SMALL_MATMUL
 
     def loop(self, n, body):
+        if self.span == "row":          # inside a loop over the rows: element i only
+            for line in body:
+                self.emit(line)
+            return
         self.emit("for i in range(ne):" if self.span else f"for i in range({n}):")
         for line in body:
             self.emit(line, 1)
@@ -379,24 +384,10 @@ class _Writer:
         self.arrays.add("M")
         mm = f"{self.o(a)} + {ba} + start * kk, {self.o(b)} + {bb}, "
         self.emit(f"kk, pp = M[{self.param(aux)} + 2], M[{self.param(aux)} + 3]")
-        self.emit(f"{self.call('mm_rows_fwd')}({F}, {F}, {F}, {mm}{self.o(z)} + e0, nr, kk, pp)")
-        self.span, first = True, len(self.lines)
-        for r in range(i0 + 1, im):
-            self.forward(r)
-        self.loop(0, [f"part += {F}[{self.o(q)} + i]"])
-        self.loop(0, [f"{G}[{self.g(q)} + i] += " + (f"1.0 / {n * p}" if mean else "1.0")])
-        for r in range(im - 1, i0, -1):
-            self.backward(r)
-        self.span = False
-        self.block_views(first)
-        # typed numbers, not literals: a literal argument compiles the kernel once more. pf:
-        # the rows of the next block are prefetched while this block's gradient is summed
-        self.emit(f"pf = {rows} * kk if start + {2 * rows} <= {n} else 0")
-        self.emit(f"{self.call('mm_rows_bwd')}({F}, {F}, {G}, U, {G}, {mm}np.int64(0), "
-                  f"np.int64(0), {self.g(z)} + e0, nr, kk, pp, np.bool_(False), "
-                  f"np.bool_({S >= 0}), pf)")
-        self.emit("for i in range(e0, e1):")
-        self.emit(f"{G}[{self.g(z)} + i] = 0", 1)
+        if p == 1:
+            self.affine_rows(i0, im, S, a, b, z, q, ba, bb, F, G, n if mean else 0)
+        else:
+            self.affine_block(i0, im, S, z, q, n * p if mean else 0, rows, n, mm, F, G)
         self.depth -= 1
         self.emit("At[c] = part")
         self.depth -= 1
@@ -416,6 +407,78 @@ class _Writer:
             self.loop(k * p, [f"{G}[{gs} + i] += Ut[c, i]"])
             self.depth -= 1
         self.emit(f"{F}[{self.o(L)}] = " + (f"acc / {n * p}" if mean else "acc"))
+
+    def affine_rows(self, i0, im, S, a, b, z, q, ba, bb, F, G, mean):
+        """A single-column product (X @ w): one pass over the rows, each read once, as the
+        fused loop does: its dot product, the chain's records on the row's element, and the
+        row's part of the gradient, while the next rows stream in."""
+        self.emit("for row in range(nr):")
+        self.depth += 1
+        first = len(self.lines)
+        self.emit("i = e0 + row")
+        self.emit(f"xo = {self.o(a)} + {ba} + (start + row) * kk")
+        self.emit(f"{F}[{self.o(z)} + i] = {self.call('dot_row')}({F}, xo, {F}, "
+                  f"{self.o(b)} + {bb}, kk)")
+        self.span = "row"
+        self.chain(i0, im, q, F, G, mean)
+        self.span = False
+        self.emit(f"g = {G}[{self.g(z)} + i]")
+        self.emit(f"{G}[{self.g(z)} + i] = 0")
+        if S >= 0:
+            self.emit(f"{self.call('axpy_row')}(U, np.int64(0), g, {F}, xo, kk)")
+        own = [z] + [int(self.R[r, 3]) for r in range(i0 + 1, im)]
+        self.row_locals(first, own, F, G)
+        self.depth -= 1
+
+    def row_locals(self, first, own, F, G):
+        """Keep the chain's own values and gradients in variables instead of the arena: no
+        other row reads them (tapegrad.fuse), and the gradients are zero before and after
+        each element. What is stored still rounds to the arena's dtype, so the values are
+        those the arena would hold; the row then reads X and the other operands only."""
+        cast = f"np.float{F[1:]}"
+        names = {f"{F}[{self.o(s)} + i]": f"f{self.slots[s]}" for s in own}
+        names.update({f"{G}[{self.g(s)} + i]": f"d{self.slots[s]}" for s in own})
+        pad = "    " * self.depth
+        body = [pad + f"{v} = {cast}(0)" for k, v in names.items() if k.startswith(G)]
+        for ln in self.lines[first:]:
+            code = ln.strip()
+            for k, v in names.items():
+                if code.startswith(k + " = "):
+                    rhs = code[len(k) + 3:]
+                    code = f"{v} = {cast}({rhs})"
+                elif code.startswith(k + " += "):
+                    code = f"{v} = {cast}({v} + {code[len(k) + 4:]})"
+            for k, v in names.items():
+                code = code.replace(k, v)
+            body.append(ln[:len(ln) - len(ln.lstrip())] + code)
+        self.lines[first:] = body
+
+    def chain(self, i0, im, q, F, G, mean):
+        """The chain's records between the product and the sum (or mean, of `mean` elements),
+        forward, then backward from the sum's seed."""
+        for r in range(i0 + 1, im):
+            self.forward(r)
+        self.loop(0, [f"part += {F}[{self.o(q)} + i]"])
+        self.loop(0, [f"{G}[{self.g(q)} + i] += " + (f"1.0 / {mean}" if mean else "1.0")])
+        for r in range(im - 1, i0, -1):
+            self.backward(r)
+
+    def affine_block(self, i0, im, S, z, q, mean, rows, n, mm, F, G):
+        """A product of several columns: its rows a block at a time, the product and its
+        gradient by the row kernels, the chain's records in loops over the block."""
+        self.emit(f"{self.call('mm_rows_fwd')}({F}, {F}, {F}, {mm}{self.o(z)} + e0, nr, kk, pp)")
+        self.span, first = True, len(self.lines)
+        self.chain(i0, im, q, F, G, mean)
+        self.span = False
+        self.block_views(first)
+        # typed numbers, not literals: a literal argument compiles the kernel once more. pf:
+        # the rows of the next block are prefetched while this block's gradient is summed
+        self.emit(f"pf = {rows} * kk if start + {2 * rows} <= {n} else 0")
+        self.emit(f"{self.call('mm_rows_bwd')}({F}, {F}, {G}, U, {G}, {mm}np.int64(0), "
+                  f"np.int64(0), {self.g(z)} + e0, nr, kk, pp, np.bool_(False), "
+                  f"np.bool_({S >= 0}), pf)")
+        self.emit("for i in range(e0, e1):")
+        self.emit(f"{G}[{self.g(z)} + i] = 0", 1)
 
     def block_views(self, first):
         """Rewrite the block's element accesses `F32[o3 + i]` as `F32_o3[i]` on views of the

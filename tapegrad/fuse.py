@@ -4,8 +4,12 @@ A training step for a linear model records ``z = X @ w``, a few elementwise reco
 ``** 2``, ...) and a full ``sum`` or ``mean``; its backward pass then reads X a second time for
 ``X^T dz``. For a large X both passes stream it from memory. Every gradient in that chain is the
 loss's gradient times a per-element factor, so one pass over X can compute the loss and the
-gradient of w for a loss gradient of 1, a block of rows at a time while the block is in cache;
-the backward pass only scales it.
+gradient of w for a loss gradient of 1; the backward pass only scales it. For a single column
+(X @ w with w of shape (k, 1)) the pass takes one row at a time, as a hand-fused loop does: its
+dot product, the chain on that element, kept in variables, and the row's part of the gradient,
+so X is read once and nothing else. For several columns it takes a block of rows at a time
+(the product and its gradient by the row kernels, the chain in loops over the block), reading
+the block a second time while it is in cache.
 
 ``affine_loss`` finds such chains in a program's rows and replaces their forward records and
 their backward rows by two rows, P_AFFINE_FWD (first record, last record, scratch slot) and
@@ -20,13 +24,15 @@ fuses what it can prove equivalent:
 - no record or program row other than the chain's own reads or writes the intermediates;
 - the forward records are consecutive within one run of records, and their backward rows are
   consecutive in the program, last record first.
-Values written are those of the records, computed by the same rules. The loss sums in the same
-order; w's gradient is summed per block and per run (and scaled by the loss's gradient after
-the sum), so it rounds differently from the unfused product's.
+Values are those of the records, computed by the same rules and rounded to the arena's dtype.
+The loss sums in the same order; w's gradient is summed per row or block and per run (and
+scaled by the loss's gradient after the sum), so it rounds differently from the unfused
+product's.
 
-ENABLED switches it off (for comparisons). On the 1,000,000 x 32 float32 step it takes the
-specialized step from 31.7 ms (unfused) to 15.4 ms with one thread, and to about 8 ms with two
-(one run each on a 2-core Intel Xeon).
+ENABLED switches it off (for comparisons). On the 1,000,000 x 32 float32 step, one thread, the
+specialized step took 31.7 ms unfused and 15.4 ms with blocks; a row at a time it takes
+10.6-10.8 ms where the hand-fused loop of benchmarks/ takes 11.6-11.8 ms in the same runs (a
+2-core Intel Xeon).
 """
 from .interpret import P_AFFINE_BWD, P_AFFINE_FWD, P_BWD, P_FWD
 from .kernels import SMALL_MATMUL
@@ -82,10 +88,10 @@ def _chain(R, M, size, dt, i0, uses):
 
 
 ENABLED = True
-BLOCK = 4096        # elements of A per block of rows (16 KB in float32): the block is still in
-                    # the L1 cache when it is read the second time, for the gradient. On the
-                    # 10,000 x 100 step 4096 was 9% faster than 16384 and 2048 (one thread);
-                    # the 1,000,000 x 32 step did not change.
+BLOCK = 4096        # elements of A per block of rows (16 KB in float32), the unit split over
+                    # threads; with several columns the block is still in the L1 cache when it
+                    # is read the second time, for the gradient. On the 10,000 x 100 step 4096
+                    # was 9% faster than 16384 and 2048 (one thread, blocks of rows).
 
 
 def affine_loss(rows, descs, R, M, size, dt, alloc):

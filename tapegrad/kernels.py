@@ -570,6 +570,24 @@ def prefetch(typingctx, X, i):
 
 
 @fast
+def dot_row(A, oa, B, ob, k):
+    """A[oa:oa + k] . B[ob:ob + k], summed in any order (vectorized), in A's dtype."""
+    a, b = A[oa:oa + k], B[ob:ob + k]
+    s = A.dtype.type(0)
+    for l in range(k):
+        s += a[l] * b[l]
+    return s
+
+
+@fast
+def axpy_row(Y, oy, g, X, ox, k):
+    """Y[oy:oy + k] += g * X[ox:ox + k]."""
+    y, x = Y[oy:oy + k], X[ox:ox + k]
+    for l in range(k):
+        y[l] += g * x[l]
+
+
+@fast
 def mm_rows_fwd(A, B, O, oa, ob, oo, n, k, p):
     """O[oo:] (n, p) = A[oa:] (n, k) @ B[ob:] (k, p), the large-product loops. Rows are taken as
     slices: indexing with a runtime offset keeps Numba's negative-index check in the inner loop,

@@ -154,13 +154,16 @@ def test_small_products_are_not_fused(fusing):
 
 
 @pytest.mark.parametrize("loss", ["mse", "tanh chain"])
-def test_fused_specialized_code_equals_the_interpreted_chain(fusing, loss):
+@pytest.mark.parametrize("p", [1, 2])
+def test_fused_specialized_code_equals_the_interpreted_chain(fusing, loss, p):
     """The interpreter runs a fused chain's records as recorded; the specialized code runs the
-    fused pass. Same losses (summed in the same order), parameters within float32 rounding."""
+    fused pass (a row at a time for one column, its values in variables rounded as the arena
+    would round them; a block at a time for several). Same losses (summed in the same order),
+    parameters within float32 rounding."""
     rng = np.random.default_rng(5)
     X = tg.tensor(rng.standard_normal((700, 7)).astype(np.float32))
-    y = tg.tensor(rng.standard_normal((700, 2)).astype(np.float32))
-    w0 = rng.standard_normal((7, 2)).astype(np.float32)
+    y = tg.tensor(rng.standard_normal((700, p)).astype(np.float32))
+    w0 = rng.standard_normal((7, p)).astype(np.float32)
     out = []
     for specialize_after in (0, 10**9):
         w = tg.tensor(w0.copy(), requires_grad=True)
