@@ -140,7 +140,9 @@ def test_full_batch_descent(benchmark, impl, size):
     else:
         run = jax_descent(X, y, steps)
         result = None
-    benchmark.pedantic(run, rounds=3 if size == "M" else 1, iterations=1, warmup_rounds=0)
+    # the median of three rounds: with one round of L, a spike of this shared machine failed
+    # the ratio gate
+    benchmark.pedantic(run, rounds=3, iterations=1, warmup_rounds=0)
     if result is not None:       # every implementation descends: the loss went down
         w = result()
         assert np.mean((X @ w - y) ** 2) < np.mean(y ** 2)
