@@ -617,9 +617,10 @@ def mm_rows_bwd(A, B, GA, GB, G, oa, ob, oga, ogb, go, n, k, p, ga, gb, pf):
     large-product loops. A^T G is summed over the rows (four at a time when p == 1) in a local
     array, which LLVM knows aliases neither arena, and added to GB at the end.
 
-    pf > 0: while a row is summed, prefetch the row pf elements further in A. The fused pass
-    (tapegrad.fuse) passes the next block's distance, so the next block comes from memory
-    while this one is summed, where memory would idle (README, "At scale")."""
+    pf > 0 (p > 1): while a row is summed, prefetch the row pf elements further in A. The fused
+    pass of a product of several columns (tapegrad.fuse) passes the next block's distance, so
+    the next block comes from memory while this one is summed, where memory would idle (README,
+    "At scale"); a single column is fused a row at a time instead."""
     W = B[ob:ob + k * p]
     step = LINE // A.itemsize
     if gb:
@@ -627,9 +628,6 @@ def mm_rows_bwd(A, B, GA, GB, G, oa, ob, oga, ogb, go, n, k, p, ga, gb, pf):
         if p == 1:
             m = n - n % 4
             for i in range(0, m, 4):
-                if pf > 0:
-                    for q in range(0, 4 * k, step):
-                        prefetch(A, oa + i * k + pf + q)
                 a0 = A[oa + i * k:oa + i * k + k]
                 a1 = A[oa + i * k + k:oa + i * k + 2 * k]
                 a2 = A[oa + i * k + 2 * k:oa + i * k + 3 * k]
