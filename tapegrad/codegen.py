@@ -29,7 +29,7 @@ from numba.extending import intrinsic
 from .fuse import BLOCK
 from .interpret import (OP_CAST, P_ACC, P_AFFINE_BWD, P_AFFINE_FWD, P_BWD, P_CMP, P_COPY,
                         P_FWD, P_SEED, P_SEEDSLOT, P_TAKE, P_VALUE, P_ZERO, sources_stamp)
-from .kernels import ENTRY_OPTIONS, SMALL_MATMUL
+from .kernels import ENTRY_OPTIONS, LINE, SMALL_MATMUL
 from .ops import (GA, GB, LAST_BINARY, LAST_REDUCE, LAST_UNARY, OP_CLAMP, OP_COPY, OP_FILL,
                   OP_INDEX, OP_MATMUL, OP_MEAN, OP_NORM, OP_POW, OP_SETSTRIDED, OP_STRIDED, OP_SUM,
                   OPS)
@@ -48,6 +48,8 @@ from numba import carray, njit, prange
 
 from tapegrad.codegen import address
 '''
+
+AHEAD = 2048    # bytes: how far ahead of its row the single-column pass prefetches X
 
 
 @intrinsic
@@ -417,6 +419,11 @@ class _Writer:
         first = len(self.lines)
         self.emit("i = e0 + row")
         self.emit(f"xo = {self.o(a)} + {ba} + (start + row) * kk")
+        # the row AHEAD bytes further is fetched now: with only the hardware's prefetchers,
+        # whether rows stream in time depended on where X sits (10 to 20 ms a step of L)
+        size = int(F[1:]) // 8
+        self.emit(f"for q in range(0, kk, {LINE // size}):")
+        self.emit(f"{self.call('prefetch')}({F}, xo + {AHEAD // size} + q)", 1)
         self.emit(f"{F}[{self.o(z)} + i] = {self.call('dot_row')}({F}, xo, {F}, "
                   f"{self.o(b)} + {bb}, kk)")
         self.span = "row"
