@@ -148,6 +148,29 @@ def test_full_batch_descent(benchmark, impl, size):
         assert np.mean((X @ w - y) ** 2) < np.mean(y ** 2)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("shift", [0, 4, 12, 28])
+def test_x_placement(benchmark, shift):
+    """L's run() with X a view `shift` floats into a larger tensor: its time should not depend
+    on where X sits. Before the row pass prefetched, it took 8 to 20 ms a step by X's address
+    (modulo 128 bytes, among others), and so by what the process had allocated before."""
+    X, y, steps = problem("L")
+    n, d, _ = SIZES["L"]
+    benchmark.group = f"L: {n} x {d} float32, {steps} full-batch steps"
+    benchmark.extra_info.update(workload="L", impl=f"tapegrad run(), X moved {4 * shift} B",
+                                steps=steps, unit="step")
+    big = tapegrad.empty(n * d + 32)
+    Xt = big[shift:shift + n * d].view(n, d)
+    Xt.copy_(tapegrad.from_numpy(X))
+    yt = tapegrad.tensor(y)
+    step, w = tapegrad_step(tapegrad, Xt, yt, True)
+    step.run(2, Xt, yt)                                 # records the step
+    step.run(steps, Xt, yt)                             # compiles what a long run() uses
+    benchmark.pedantic(lambda: step.run(steps, Xt, yt), rounds=3, iterations=1, warmup_rounds=0)
+    w = w.detach().numpy()
+    assert np.mean((X @ w - y) ** 2) < np.mean(y ** 2)
+
+
 PEAK = """
 import sys
 sys.path.insert(0, {here!r})
