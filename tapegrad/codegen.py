@@ -424,7 +424,7 @@ class _Writer:
         self.emit("i = e0 + row")
         self.emit(f"xo = {self.o(a)} + {ba} + (start + row) * kk")
         # the row AHEAD bytes further is fetched now: with only the hardware's prefetchers,
-        # whether rows stream in time depended on where X sits (10 to 20 ms a step of L)
+        # whether rows stream in time depended on where X sits (8 to 20 ms a step of L)
         size = int(F[1:]) // 8
         self.emit(f"for q in range(0, kk, {LINE // size}):")
         self.emit(f"{self.call('prefetch')}({F}, xo + {AHEAD // size} + q)", 1)
