@@ -3,7 +3,8 @@
     pytest benchmarks/bench_scale.py --benchmark-enable --benchmark-group-by=group \
         --benchmark-columns=median,rounds
 
-M: n=10,000 x d=100, 200 steps; L: n=1,000,000 x d=32, 20 steps (X is 128 MB). Each
+M: n=10,000 x d=100, 200 steps; L: n=1,000,000 x d=32, 20 steps (X is 128 MB); L2: L's X with
+two targets (w and y have two columns), 5 steps, which runs the several-column kernels. Each
 implementation runs the same steps from w = 0: tapegrad compiled (run(), and one call per
 step, each after a warm-up that records and compiles the step), tapegrad eager, a hand-derived
 NumPy gradient, a one-pass fused @njit loop (the reference: it reads X once per step), and torch
@@ -17,7 +18,8 @@ from numba import njit
 import tapegrad
 from bench_eager import _torch
 
-SIZES = {"M": (10_000, 100, 200), "L": (1_000_000, 32, 20)}
+SIZES = {"M": (10_000, 100, 200), "L": (1_000_000, 32, 20), "L2": (1_000_000, 32, 5)}
+COLUMNS = {"L2": 2}             # columns of w and y (1 when not listed)
 LR = 0.05
 
 
@@ -25,8 +27,9 @@ def problem(size):
     n, d, steps = SIZES[size]
     rng = np.random.default_rng(0)
     X = rng.standard_normal((n, d), dtype=np.float32)
-    y = (X @ rng.standard_normal((d, 1), dtype=np.float32)
-         + 0.1 * rng.standard_normal((n, 1), dtype=np.float32))
+    p = COLUMNS.get(size, 1)
+    y = (X @ rng.standard_normal((d, p), dtype=np.float32)
+         + 0.1 * rng.standard_normal((n, p), dtype=np.float32))
     return X, y, steps
 
 
@@ -53,13 +56,12 @@ def fused_descent(X, y, w, lr, steps):
 
 
 def numpy_descent(X, y, w, lr, steps):
-    n = X.shape[0]
     for _ in range(steps):
-        w -= lr * (2 / n) * (X.T @ (X @ w - y))
+        w -= lr * (2 / y.size) * (X.T @ (X @ w - y))
 
 
 def tapegrad_step(lib, X, y, compiled):
-    w = lib.zeros(X.shape[1], 1, requires_grad=True)
+    w = lib.zeros(X.shape[1], y.shape[1], requires_grad=True)
 
     def step(X, y):
         loss = ((X @ w - y) ** 2).mean()
@@ -82,21 +84,25 @@ def jax_descent(X, y, steps):
         return w - LR * g
 
     def run():
-        w = jnp.zeros((X.shape[1], 1), jnp.float32)
+        w = jnp.zeros((X.shape[1], y.shape[1]), jnp.float32)
         for _ in range(steps):
             w = step(w)
         return w.block_until_ready()
-    step(jnp.zeros((X.shape[1], 1), jnp.float32)).block_until_ready()     # compile
+    step(jnp.zeros((X.shape[1], y.shape[1]), jnp.float32)).block_until_ready()     # compile
     return run
 
 
-@pytest.mark.parametrize("size", ["M", pytest.param("L", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("size", ["M"] + [pytest.param(s, marks=pytest.mark.slow)
+                                          for s in ("L", "L2")])
 @pytest.mark.parametrize("impl", ["tapegrad run()", "tapegrad call", "tapegrad eager", "numpy",
                                   "fused njit", "torch eager", "jax.jit step"])
 def test_full_batch_descent(benchmark, impl, size):
+    if impl == "fused njit" and size in COLUMNS:
+        pytest.skip("the fused loop has one column")
     X, y, steps = problem(size)
     n, d, _ = SIZES[size]
-    benchmark.group = f"{size}: {n} x {d} float32, {steps} full-batch steps"
+    cols = f", {y.shape[1]} columns" if size in COLUMNS else ""
+    benchmark.group = f"{size}: {n} x {d} float32{cols}, {steps} full-batch steps"
     benchmark.extra_info.update(workload=size, impl=impl, steps=steps, unit="step")
     if impl.startswith("tapegrad"):
         Xt, yt = tapegrad.tensor(X), tapegrad.tensor(y)
@@ -120,7 +126,7 @@ def test_full_batch_descent(benchmark, impl, size):
                     step(Xt, yt)
         result = lambda: w.detach().numpy()             # noqa: E731
     elif impl == "numpy":
-        w = np.zeros((d, 1), np.float32)
+        w = np.zeros((d, y.shape[1]), np.float32)
         run = lambda: numpy_descent(X, y, w, np.float32(LR), steps)     # noqa: E731
         result = lambda: w                              # noqa: E731
     elif impl == "fused njit":

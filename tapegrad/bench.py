@@ -31,6 +31,7 @@ IMPL_ORDER = ("tapegrad eager", "tapegrad call", "tapegrad run()", "tapegrad cal
 TITLES = {"S": "the seed's 3x3 matrix regression",
           "M": "full-batch linear regression, medium",
           "L": "full-batch linear regression, large",
+          "L2": "full-batch linear regression, large, two columns",
           "D": "the 100-op elementwise chain, forward and backward",
           "W": "cold start, fresh process to first compiled steps"}
 LIBRARIES = ("tapegrad", "numpy", "numba", "torch", "jax")

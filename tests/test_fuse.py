@@ -15,10 +15,16 @@ import pytest
 import tapegrad as tg
 from tapegrad import fuse
 from tapegrad.interpret import P_AFFINE_BWD, P_AFFINE_FWD
-from tapegrad.kernels import SMALL_MATMUL
+from tapegrad.kernels import NARROW, SMALL_MATMUL
 
 
-@pytest.mark.parametrize("n,k,p", [(300, 8, 1), (200, 9, 3), (64, 40, 16), (2, 700, 1)])
+# one column; up to NARROW columns (dot products with B's columns), NARROW itself; wider (rows
+# of B added four at a time, k with and without a remainder)
+SHAPES = [(300, 8, 1), (2, 700, 1), (90, 7, 2), (200, 9, 3), (64, 40, 16), (30, 5, NARROW),
+          (40, 13, NARROW + 8), (20, 12, 3 * NARROW)]
+
+
+@pytest.mark.parametrize("n,k,p", SHAPES)
 @pytest.mark.parametrize("batch", [False, True])
 def test_large_matmul_matches_numpy(n, k, p, batch):
     assert n * k * p > SMALL_MATMUL
@@ -38,13 +44,18 @@ def test_large_matmul_matches_numpy(n, k, p, batch):
                                atol=1e-12)
 
 
-def test_large_matmul_float32_close_to_float64():
+@pytest.mark.parametrize("p", [1, 2, NARROW + 1])
+def test_large_matmul_float32_close_to_float64(p):
     rng = np.random.default_rng(1)
     A = rng.standard_normal((500, 30)).astype(np.float32)
-    w = rng.standard_normal((30, 1)).astype(np.float32)
-    out = (tg.tensor(A) @ tg.tensor(w)).numpy()
-    ref = A.astype(np.float64) @ w.astype(np.float64)
-    np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4)
+    w = rng.standard_normal((30, p)).astype(np.float32)
+    a, b = tg.tensor(A, requires_grad=True), tg.tensor(w, requires_grad=True)
+    out = a @ b
+    out.sum().backward()
+    A64, w64 = A.astype(np.float64), w.astype(np.float64)
+    np.testing.assert_allclose(out.detach().numpy(), A64 @ w64, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(a.grad.numpy(), np.ones((500, p)) @ w64.T, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(b.grad.numpy(), A64.T @ np.ones((500, p)), rtol=1e-4, atol=1e-3)
 
 
 LOSSES = {
