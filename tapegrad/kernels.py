@@ -547,7 +547,6 @@ def reduce_bwd(op, X, O, GX, GO, M, m):
 # single-column product (X @ w) sum in any order (fastmath reassoc/contract), as BLAS does.
 SMALL_MATMUL = 1024
 LINE = 64       # bytes in a cache line
-NARROW = 32     # up to this many columns, a row's outputs are dot products with B's columns
 
 
 @intrinsic
@@ -589,26 +588,17 @@ def axpy_row(Y, oy, g, X, ox, k):
 
 
 @fast
-def columns(B, ob, k, p):
-    """B[ob:] (k, p) transposed, a local (p, k): its columns contiguous."""
-    WT = np.empty(p * k, B.dtype)
-    for l in range(k):
-        for j in range(p):
-            WT[j * k + l] = B[ob + l * p + j]
-    return WT
-
-
-@fast
 def mm_rows_fwd(A, B, O, oa, ob, oo, n, k, p):
     """O[oo:] (n, p) = A[oa:] (n, k) @ B[ob:] (k, p), the large-product loops. Rows are taken as
     slices: indexing with a runtime offset keeps Numba's negative-index check in the inner loop,
     which stops it from vectorizing.
 
-    Up to NARROW columns, each output is a dot product of the row with a column of B (a local
-    transposed copy), summed in registers. Wider, each row of B is added to the row's outputs,
-    four at a time: the outputs are in the arena, which LLVM cannot keep in registers (it may
-    alias A or B), and one row of B at a time made the 1,000,000 x 32 @ 32 x 2 product 9x
-    slower than the dot products."""
+    With at most k columns, each output is a dot product of the row with a column of B (a
+    local transposed copy), summed in registers. Adding each row of B to the row's outputs
+    instead keeps them in the arena, which LLVM cannot hold in registers (it may alias A or
+    B): the 1,000,000 x 32 @ 32 x 2 product took 9x as long. With more columns than k (short
+    rows, wide outputs, e.g. k = 4 and p = 64), the dot products are the slower (3x), so
+    those rows add B's rows."""
     if p == 1:
         W = B[ob:ob + k]
         for i in range(n):
@@ -618,8 +608,11 @@ def mm_rows_fwd(A, B, O, oa, ob, oo, n, k, p):
                 s += a[l] * W[l]
             O[oo + i] = s
         return
-    if p <= NARROW:
-        WT = columns(B, ob, k, p)
+    if p <= k:
+        WT = np.empty(p * k, B.dtype)           # B transposed: its columns contiguous
+        for l in range(k):
+            for j in range(p):
+                WT[j * k + l] = B[ob + l * p + j]
         for i in range(n):
             a = A[oa + i * k:oa + i * k + k]
             for j in range(p):
@@ -630,21 +623,12 @@ def mm_rows_fwd(A, B, O, oa, ob, oo, n, k, p):
                 O[oo + i * p + j] = s
         return
     W = B[ob:ob + k * p]
-    k4 = k - k % 4
     for i in range(n):
         a = A[oa + i * k:oa + i * k + k]
         o = O[oo + i * p:oo + i * p + p]
         for j in range(p):
             o[j] = 0
-        for l in range(0, k4, 4):
-            a0, a1, a2, a3 = a[l], a[l + 1], a[l + 2], a[l + 3]
-            w0 = W[l * p:l * p + p]
-            w1 = W[l * p + p:l * p + 2 * p]
-            w2 = W[l * p + 2 * p:l * p + 3 * p]
-            w3 = W[l * p + 3 * p:l * p + 4 * p]
-            for j in range(p):
-                o[j] += (a0 * w0[j] + a1 * w1[j]) + (a2 * w2[j] + a3 * w3[j])
-        for l in range(k4, k):
+        for l in range(k):
             av = a[l]
             w = W[l * p:l * p + p]
             for j in range(p):
@@ -655,10 +639,10 @@ def mm_rows_fwd(A, B, O, oa, ob, oo, n, k, p):
 def mm_rows_bwd(A, B, GA, GB, G, oa, ob, oga, ogb, go, n, k, p, ga, gb, pf):
     """GA[oga:] += G[go:] B^T and GB[ogb:] += A^T G[go:] for A[oa:] (n, k) @ B[ob:] (k, p), the
     large-product loops. A^T G is summed over the rows (four at a time when p == 1) in a local
-    array, which LLVM knows aliases neither arena, and added to GB at the end; up to NARROW
-    columns that array is transposed, so each column's sum is a unit-stride loop over the row
-    (with p = 2, 4.5x faster on 1,000,000 x 32), and G B^T adds to each row of GA the columns
-    of B scaled by the row's g.
+    array, which LLVM knows aliases neither arena, and added to GB at the end. With several
+    columns but at most k, that array is transposed, so each column's sum is a unit-stride
+    loop over the row (p = 2 on 1,000,000 x 32: 5x faster); with more than k, the row's
+    outer product is added a row of it at a time (as mm_rows_fwd chooses).
 
     pf > 0 (p > 1): while a row is summed, prefetch the row pf elements further in A. The fused
     pass of a product of several columns (tapegrad.fuse) passes the next block's distance, so
@@ -683,7 +667,7 @@ def mm_rows_bwd(A, B, GA, GB, G, oa, ob, oga, ogb, go, n, k, p, ga, gb, pf):
                 g0 = G[go + i]
                 for l in range(k):
                     acc[l] += a0[l] * g0
-        elif p <= NARROW:           # acc transposed, (p, k): a row adds g[j] * row per column
+        elif p <= k:                # acc transposed, (p, k): a row adds g[j] * row per column
             for i in range(n):
                 if pf > 0:
                     for q in range(0, k, step):
@@ -710,7 +694,7 @@ def mm_rows_bwd(A, B, GA, GB, G, oa, ob, oga, ogb, go, n, k, p, ga, gb, pf):
                     row = acc[l * p:l * p + p]
                     for j in range(p):
                         row[j] += av * g[j]
-        if p == 1 or p > NARROW:
+        if p == 1 or p > k:
             GW = GB[ogb:ogb + k * p]
             for l in range(k * p):
                 GW[l] += acc[l]
@@ -721,15 +705,6 @@ def mm_rows_bwd(A, B, GA, GB, G, oa, ob, oga, ogb, go, n, k, p, ga, gb, pf):
                 gx = GA[oga + i * k:oga + i * k + k]
                 for l in range(k):
                     gx[l] += g0 * W[l]
-        elif p <= NARROW:           # a row adds g[j] * column j of B, per column
-            WT = columns(B, ob, k, p)
-            for i in range(n):
-                gx = GA[oga + i * k:oga + i * k + k]
-                for j in range(p):
-                    gj = G[go + i * p + j]
-                    wt = WT[j * k:j * k + k]
-                    for l in range(k):
-                        gx[l] += gj * wt[l]
         else:
             for i in range(n):
                 g = G[go + i * p:go + i * p + p]
