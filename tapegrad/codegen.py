@@ -26,7 +26,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from .fuse import BLOCK
+from .fuse import BLOCK, externs
 from .interpret import (OP_CAST, P_ACC, P_AFFINE_BWD, P_AFFINE_FWD, P_BWD, P_CMP, P_COPY,
                         P_FWD, P_SEED, P_SEEDSLOT, P_TAKE, P_VALUE, P_ZERO, sources_stamp)
 from .kernels import ENTRY_OPTIONS, LINE, SMALL_MATMUL
@@ -362,6 +362,11 @@ class _Writer:
         rows = max(1, BLOCK // max(k, 1))
         blocks = -(-n // rows)
         gs = self.g(S) if S >= 0 else "0"
+        # the scratch S: w's gradient (kw elements, if w needs one), then the gradient of each
+        # size-1 operand the region sums (a bias), all for a loss gradient of 1
+        kw = k * p if int(self.R[i0, 5]) & GB else 0
+        ext = externs(self.R, i0, im)
+        width = kw + len(ext)
         self.parallel = True
         # the blocks are split into one run per thread (prange); each run sums its loss and
         # its gradient on its own, and the runs are added in order. With one thread the loss
@@ -372,13 +377,15 @@ class _Writer:
         # each run's gradient sum is a row of Ut, written at every row of X: rows a cache line
         # apart, else two threads write the same line (two threads took 1.35x one's time on M)
         line = LINE // (4 if d == 0 else 8)
-        self.emit(f"Ut = np.zeros((nth, {-(-k * p // line) * line + line}), "
+        self.emit(f"Ut = np.zeros((nth, {-(-width // line) * line + line}), "
                   f"np.float{32 if d == 0 else 64})")
         at_runs = len(self.lines)
         self.emit("for c in prange(nth):")
         self.depth += 1
         self.emit("part = 0.0")
         self.emit("U = Ut[c]")
+        for e in range(len(ext)):
+            self.emit(f"u{e} = 0.0")
         self.emit(f"for blk in range(c * {blocks} // nth, (c + 1) * {blocks} // nth):")
         self.depth += 1
         self.emit(f"start = blk * {rows}")
@@ -390,11 +397,19 @@ class _Writer:
         self.arrays.add("M")
         mm = f"{self.o(a)} + {ba} + start * kk, {self.o(b)} + {bb}, "
         self.emit(f"kk, pp = M[{self.param(aux)} + 2], M[{self.param(aux)} + 3]")
+        at_block = len(self.lines)
         if p == 1:
-            self.affine_rows(i0, im, S, a, b, z, q, ba, bb, F, G, n if mean else 0)
+            self.affine_rows(i0, im, kw, a, b, z, q, ba, bb, F, G, n if mean else 0)
         else:
-            self.affine_block(i0, im, S, z, q, n * p if mean else 0, rows, n, mm, F, G)
+            self.affine_block(i0, im, kw, z, q, n * p if mean else 0, rows, n, mm, F, G)
+        # the size-1 operands' gradients: summed by each run in float64, then kept in U
+        for e, s in enumerate(ext):
+            acc = f"{G}[{self.g(s)}] += "
+            self.lines[at_block:] = [ln.replace(acc, f"u{e} += ") for ln in
+                                     self.lines[at_block:]]
         self.depth -= 1
+        for e in range(len(ext)):
+            self.emit(f"U[{kw + e}] = u{e}")
         self.emit("At[c] = part")
         self.depth -= 1
         # one thread runs the same loop without prange: no thread pool is started (a process
@@ -407,14 +422,14 @@ class _Writer:
         self.emit("for c in range(nth):")
         self.emit("acc += At[c]", 1)
         if S >= 0:
-            self.loop(k * p, [f"{G}[{gs} + i] = 0"])
+            self.loop(width, [f"{G}[{gs} + i] = 0"])
             self.emit("for c in range(nth):")
             self.depth += 1
-            self.loop(k * p, [f"{G}[{gs} + i] += Ut[c, i]"])
+            self.loop(width, [f"{G}[{gs} + i] += Ut[c, i]"])
             self.depth -= 1
         self.emit(f"{F}[{self.o(L)}] = " + (f"acc / {n * p}" if mean else "acc"))
 
-    def affine_rows(self, i0, im, S, a, b, z, q, ba, bb, F, G, mean):
+    def affine_rows(self, i0, im, kw, a, b, z, q, ba, bb, F, G, mean):
         """A single-column product (X @ w): one pass over the rows, each read once, as the
         fused loop does: its dot product, the chain's records on the row's element, and the
         row's part of the gradient, while the next rows stream in."""
@@ -435,7 +450,7 @@ class _Writer:
         self.span = False
         self.emit(f"g = {G}[{self.g(z)} + i]")
         self.emit(f"{G}[{self.g(z)} + i] = 0")
-        if S >= 0:
+        if kw:
             self.emit(f"{self.call('axpy_row')}(U, np.int64(0), g, {F}, xo, kk)")
         own = [z] + [int(self.R[r, 3]) for r in range(i0 + 1, im)]
         self.row_locals(first, own, F, G)
@@ -474,7 +489,7 @@ class _Writer:
         for r in range(im - 1, i0, -1):
             self.backward(r)
 
-    def affine_block(self, i0, im, S, z, q, mean, rows, n, mm, F, G):
+    def affine_block(self, i0, im, kw, z, q, mean, rows, n, mm, F, G):
         """A product of several columns: its rows a block at a time, the product and its
         gradient by the row kernels, the chain's records in loops over the block."""
         self.emit(f"{self.call('mm_rows_fwd')}({F}, {F}, {F}, {mm}{self.o(z)} + e0, nr, kk, pp)")
@@ -487,7 +502,7 @@ class _Writer:
         self.emit(f"pf = {rows} * kk if start + {2 * rows} <= {n} else 0")
         self.emit(f"{self.call('mm_rows_bwd')}({F}, {F}, {G}, U, {G}, {mm}np.int64(0), "
                   f"np.int64(0), {self.g(z)} + e0, nr, kk, pp, np.bool_(False), "
-                  f"np.bool_({S >= 0}), pf)")
+                  f"np.bool_({kw > 0}), pf)")
         self.emit("for i in range(e0, e1):")
         self.emit(f"{G}[{self.g(z)} + i] = 0", 1)
 
@@ -511,11 +526,15 @@ class _Writer:
         G = self.arr("G", d)
         self.emit(f"g = {G}[{self.g(L)}]")
         self.emit(f"{G}[{self.g(L)}] = 0")
-        if S >= 0:
-            b, aux = int(self.R[i0, 2]), int(self.R[i0, 4])
-            bb, kp = int(self.M[aux + 5]), int(self.M[aux + 2] * self.M[aux + 3])
-            self.loop(kp, [f"{G}[{self.g(b)} + {bb} + i] += g * {G}[{self.g(S)} + i]",
+        b, aux = int(self.R[i0, 2]), int(self.R[i0, 4])
+        kw = int(self.M[aux + 2] * self.M[aux + 3]) if int(self.R[i0, 5]) & GB else 0
+        if kw:
+            bb = int(self.M[aux + 5])
+            self.loop(kw, [f"{G}[{self.g(b)} + {bb} + i] += g * {G}[{self.g(S)} + i]",
                            f"{G}[{self.g(S)} + i] = 0"])
+        for e, s in enumerate(externs(self.R, i0, im)):
+            self.emit(f"{G}[{self.g(s)}] += g * {G}[{self.g(S)} + {kw + e}]")
+            self.emit(f"{G}[{self.g(S)} + {kw + e}] = 0")
 
     def first(self, s):
         return f"np.float64({self.arr('F', int(self.dt[s]))}[{self.o(s)}])"

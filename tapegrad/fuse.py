@@ -54,37 +54,66 @@ def _readers(R, rows):
     return count
 
 
-def _chain(R, M, size, dt, i0, uses):
-    """The last record of a fusable chain that starts with the product at record i0, or -1."""
+def _region(R, M, size, dt, i0, uses):
+    """The last record of a fusable region that starts with the product at record i0, or -1.
+
+    The region is the product and the records after it, up to a full sum or mean: each
+    elementwise, each reading at least one of the region's values (several: a DAG, as Huber's
+    loss is), and no value of the region read outside it."""
     op, a, b, z, aux, flags = (int(v) for v in R[i0, :6])
     if op != OP_MATMUL or flags & GA or not flags & DIFF or M[aux] != 1:
         return -1
     n, k, p = (int(v) for v in M[aux + 1:aux + 4])
     if n * k * p <= SMALL_MATMUL:
         return -1
-    N, prev, i = n * p, z, i0 + 1
+    N, inside, reads, read, i = n * p, {z}, {}, {a, b}, i0 + 1
     while i < len(R):
         op, a, b, out, aux, flags = (int(v) for v in R[i, :6])
-        # prev is the chain's value: read by this record only, written by its record only
-        if uses.get(prev, 0) != 2 or out == prev or not flags & DIFF or dt[out] != dt[z]:
+        operands = (a, b) if op > LAST_UNARY else (a,)
+        read.update(operands)
+        if not flags & DIFF or dt[out] != dt[z] or out in inside or out in read:
             return -1
+        for s in operands:
+            if s in inside:
+                reads[s] = reads.get(s, 0) + 1
         if op in (OP_SUM, OP_MEAN):
-            if a != prev or tuple(int(v) for v in M[aux:aux + 3]) != (1, N, 1):
+            if a not in inside or tuple(int(v) for v in M[aux:aux + 3]) != (1, N, 1):
+                return -1
+            # each value of the region: written once, read by the region's records only
+            if any(uses.get(s, 0) != 1 + reads.get(s, 0) or not reads.get(s) for s in inside):
                 return -1
             return i
         if size[out] != N:
             return -1
         if op <= LAST_UNARY:
-            if a != prev:
+            if a not in inside:
                 return -1
-        elif op <= LAST_BINARY and aux < 0 and (a == prev) != (b == prev):
-            other, bit = (b, GB) if a == prev else (a, GA)
-            if flags & bit or (other >= 0 and size[other] not in (1, N)):
-                return -1
+        elif op <= LAST_BINARY and aux < 0 and (a in inside or b in inside):
+            for s, bit in ((a, GA), (b, GB)):
+                if s in inside or s < 0:
+                    continue
+                # another operand: a size-1 slot (its gradient, if it needs one, is summed
+                # over the rows) or a same-size slot that needs no gradient
+                if size[s] != 1 and (size[s] != N or flags & bit):
+                    return -1
         else:
             return -1
-        prev, i = out, i + 1
+        inside.add(out)
+        i += 1
     return -1
+
+
+def externs(R, i0, im):
+    """The size-1 operands of region i0..im (not the product's) whose gradient it sums, in
+    order of first use: a bias, a learned scale."""
+    inside, found = {int(R[i0, 3])}, []
+    for i in range(i0 + 1, im):
+        a, b, out, flags = int(R[i, 1]), int(R[i, 2]), int(R[i, 3]), int(R[i, 5])
+        for s, bit in ((a, GA), (b, GB)) if R[i, 0] > LAST_UNARY else ():
+            if s >= 0 and s not in inside and flags & bit and s not in found:
+                found.append(s)
+        inside.add(out)
+    return found
 
 
 ENABLED = True
@@ -102,7 +131,7 @@ def affine_loss(rows, descs, R, M, size, dt, alloc):
     uses = _readers(R, rows)
     i = 0
     while i < len(R):
-        im = _chain(R, M, size, dt, i, uses)
+        im = _region(R, M, size, dt, i, uses)
         if im < 0:
             i += 1
             continue
@@ -114,7 +143,11 @@ def affine_loss(rows, descs, R, M, size, dt, alloc):
             i = im + 1
             continue
         flags, aux = int(R[i, 5]), int(R[i, 4])
-        S = alloc(int(dt[R[i, 3]]), int(M[aux + 2] * M[aux + 3])) if flags & GB else -1
+        # the scratch: w's gradient (if it needs one), then each extern's, for a loss gradient
+        # of 1 (the backward row scales them by the loss's gradient)
+        kp = int(M[aux + 2] * M[aux + 3]) if flags & GB else 0
+        ne = len(externs(R, i, im))
+        S = alloc(int(dt[R[i, 3]]), kp + ne) if kp + ne else -1
         j, f = pos[0], run[0]
         rows[j:j + len(bwd)] = [(P_AFFINE_BWD, i, im, S, 0, 0)]
         descs[j:j + len(bwd)] = [None]
