@@ -11,19 +11,25 @@ so X is read once and nothing else. For several columns it takes a block of rows
 (the product and its gradient by the row kernels, the chain in loops over the block), reading
 the block a second time while it is in cache.
 
-``affine_loss`` finds such chains in a program's rows and replaces their forward records and
+``affine_loss`` finds such regions in a program's rows and replaces their forward records and
 their backward rows by two rows, P_AFFINE_FWD (first record, last record, scratch slot) and
 P_AFFINE_BWD. The specialized code (tapegrad.codegen) writes the fused pass for them, its
 blocks split over tapegrad.set_num_threads runs; the interpreter, which runs a path before it
-is specialized, runs the chain's records as recorded (no fused kernel to compile). It only
+is specialized, runs the region's records as recorded (no fused kernel to compile). It only
 fuses what it can prove equivalent:
-- the product is a single (n, k) @ (k, p) larger than SMALL_MATMUL, X needs no gradient;
-- each elementwise record takes the previous result as one operand; its other operand is an
-  immediate, a size-1 or a same-size slot that needs no gradient;
-- the chain ends in a sum or mean over all elements;
-- no record or program row other than the chain's own reads or writes the intermediates;
+- the product is a single (n, k) @ (k, p) larger than SMALL_MATMUL, X needs no gradient (w may
+  be a strided view, as nn.Linear's W.t() is);
+- each elementwise record reads at least one value of the region (both operands may: d * d,
+  or the branches of Huber's loss, a DAG); its other operand is an immediate, a size-1 slot
+  (a bias, a scale: if it needs a gradient, the pass sums that gradient over the elements, an
+  "extern") or a same-size slot that needs no gradient (the targets);
+- the region ends in a sum or mean over all elements;
+- each value of the region is written once and read by the region's records only, and no
+  record writes a slot that an earlier record of the region read;
 - the forward records are consecutive within one run of records, and their backward rows are
   consecutive in the program, last record first.
+The scratch slot holds w's gradient (if w needs one) and then each extern's, for a loss
+gradient of 1; P_AFFINE_BWD scales them by the loss's gradient into the gradients.
 Values are those of the records, computed by the same rules and rounded to the arena's dtype.
 The loss sums in the same order; w's gradient is summed per row or block and per run (and
 scaled by the loss's gradient after the sum), so it rounds differently from the unfused

@@ -267,3 +267,154 @@ def test_a_constant_without_a_literal_still_specializes(fusing):
     np.testing.assert_array_equal(wc.detach().numpy(), we.detach().numpy())
     assert _fused_rows(compiled) == 2
     assert all(p.fast_ok for paths in compiled.paths.values() for p in paths)
+
+
+# What nn.Linear and the loss modules record: W.t() (a strided view), the bias added with its
+# gradient, d * d, the branches of Huber's loss; then the optimizer's records.
+MODULE_LOSSES = {
+    "MSELoss": lambda: tg.nn.MSELoss(),
+    "L1Loss": lambda: tg.nn.L1Loss(),
+    "HuberLoss": lambda: tg.nn.HuberLoss(delta=0.5),
+    "SmoothL1Loss": lambda: tg.nn.SmoothL1Loss(),
+    "MSELoss sum": lambda: tg.nn.MSELoss(reduction="sum"),
+}
+
+
+def _module_step(model, loss_fn, opt):
+    def step(X, y):
+        opt.zero_grad()
+        loss = loss_fn(model(X), y)
+        loss.backward()
+        opt.step()
+        return loss
+    return step
+
+
+def _linear(d, seed, dtype=tg.float64, bias=True):
+    tg.manual_seed(seed)
+    return tg.nn.Linear(d, 1, bias=bias, dtype=dtype)
+
+
+def _params(model):
+    return [p.detach().numpy().copy() for p in model.parameters()]
+
+
+@pytest.mark.parametrize("loss", list(MODULE_LOSSES))
+@pytest.mark.parametrize("optimizer", ["SGD", "SGD momentum", "Adam"])
+def test_fused_module_program_equals_eager(fusing, loss, optimizer):
+    """nn.Linear (with its bias) + a loss module + an optimizer, as users write it: the fused
+    pass covers the product, the bias and the loss; weights, bias and losses are eager's."""
+    rng = np.random.default_rng(7)
+    X = tg.tensor(rng.standard_normal((600, 9)))
+    y = tg.tensor(rng.standard_normal((600, 1)))
+    make_opt = {"SGD": lambda p: tg.optim.SGD(p, lr=0.01),
+                "SGD momentum": lambda p: tg.optim.SGD(p, lr=0.01, momentum=0.9,
+                                                       weight_decay=1e-3),
+                "Adam": lambda p: tg.optim.Adam(p, lr=0.01)}[optimizer]
+    runs = []
+    for mode in ("eager", "compiled"):
+        model = _linear(9, 11)
+        step = _module_step(model, MODULE_LOSSES[loss](), make_opt(model.parameters()))
+        fn = tg.compile(step, specialize_after=0) if mode == "compiled" else step
+        losses = [fn(X, y).item() for _ in range(3)]
+        if mode == "compiled":
+            losses += list(fn.run(4, X, y))
+            assert _fused_rows(fn) == 2
+        else:
+            losses += [fn(X, y).item() for _ in range(4)]
+        runs.append((losses, _params(model)))
+    np.testing.assert_allclose(runs[1][0], runs[0][0], rtol=1e-11)
+    for pc, pe in zip(runs[1][1], runs[0][1]):
+        np.testing.assert_allclose(pc, pe, rtol=1e-11, atol=1e-14)
+
+
+def test_fused_bias_only_gradient(fusing):
+    """The weight frozen, only the bias learns. The product then needs no gradient and has no
+    backward row, so nothing is fused (the region starts with a product that needs one); the
+    replay is eager's all the same."""
+    rng = np.random.default_rng(8)
+    Xn, yn = rng.standard_normal((500, 6)), rng.standard_normal((500, 1)) + 3.0
+    runs = []
+    for mode in ("eager", "compiled"):
+        model = _linear(6, 12)
+        model.weight.requires_grad_(False)
+        opt = tg.optim.SGD([model.bias], lr=0.1)
+        step = _module_step(model, tg.nn.MSELoss(), opt)
+        fn = tg.compile(step, specialize_after=0) if mode == "compiled" else step
+        for _ in range(5):
+            fn(tg.tensor(Xn), tg.tensor(yn))
+        if mode == "compiled":
+            assert _fused_rows(fn) == 0
+        runs.append(_params(model))
+    for pc, pe in zip(runs[1], runs[0]):
+        np.testing.assert_allclose(pc, pe, rtol=1e-12)
+    assert not np.allclose(runs[0][1], _params(_linear(6, 12))[1])    # the bias moved
+
+
+def test_fused_module_gradients_match_numpy(fusing):
+    """The gradients the fused pass gives for weight and bias, against NumPy's formulas."""
+    rng = np.random.default_rng(9)
+    Xn, yn = rng.standard_normal((800, 5)), rng.standard_normal((800, 1))
+    model = _linear(5, 13)
+    loss_fn = tg.nn.MSELoss()
+
+    @tg.compile
+    def grads(X, y):
+        model.zero_grad()
+        loss_fn(model(X), y).backward()
+        return model.weight.grad.clone(), model.bias.grad.clone()
+    for _ in range(3):
+        gw, gb = grads(tg.tensor(Xn), tg.tensor(yn))
+    W, b = (p.detach().numpy() for p in model.parameters())
+    r = Xn @ W.T + b - yn
+    np.testing.assert_allclose(gw.numpy(), 2 / 800 * r.T @ Xn, rtol=1e-12)
+    np.testing.assert_allclose(gb.numpy(), 2 / 800 * r.sum(0), rtol=1e-12)
+
+
+@pytest.mark.parametrize("loss", ["MSELoss", "HuberLoss"])
+def test_fused_module_program_specialized_equals_interpreted_float32(fusing, loss):
+    rng = np.random.default_rng(10)
+    X = tg.tensor(rng.standard_normal((3000, 16)).astype(np.float32))
+    y = tg.tensor(rng.standard_normal((3000, 1)).astype(np.float32))
+    out = []
+    for specialize_after in (0, None):
+        model = _linear(16, 14, dtype=tg.float32)
+        f = tg.compile(_module_step(model, MODULE_LOSSES[loss](),
+                                    tg.optim.SGD(model.parameters(), lr=0.05)),
+                       specialize_after=specialize_after)
+        hist = f.run(8, X, y)
+        assert _fused_rows(f) == 2
+        out.append((hist, _params(model)))
+    np.testing.assert_allclose(out[0][0], out[1][0], rtol=1e-5)
+    for a, b in zip(out[0][1], out[1][1]):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_fused_module_program_matches_torch(fusing):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(15)
+    Xn = rng.standard_normal((4000, 32)).astype(np.float32)
+    yn = (Xn @ rng.standard_normal((32, 1)) + 0.5).astype(np.float32)
+    model = tg.nn.Linear(32, 1)
+    ref = torch.nn.Linear(32, 1)
+    with torch.no_grad():
+        ref.weight.copy_(torch.from_numpy(model.weight.detach().numpy().copy()))
+        ref.bias.copy_(torch.from_numpy(model.bias.detach().numpy().copy()))
+    step = tg.compile(_module_step(model, tg.nn.MSELoss(),
+                                   tg.optim.SGD(model.parameters(), lr=0.05)))
+    hist = step.run(20, tg.tensor(Xn), tg.tensor(yn))
+    assert _fused_rows(step) == 2
+    opt, loss_fn = torch.optim.SGD(ref.parameters(), lr=0.05), torch.nn.MSELoss()
+    Xt, yt = torch.from_numpy(Xn), torch.from_numpy(yn)
+    ref_hist = []
+    for _ in range(20):
+        opt.zero_grad()
+        loss = loss_fn(ref(Xt), yt)
+        loss.backward()
+        opt.step()
+        ref_hist.append(loss.item())
+    np.testing.assert_allclose(hist, ref_hist, rtol=1e-4)
+    np.testing.assert_allclose(model.weight.detach().numpy(), ref.weight.detach().numpy(),
+                               rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(model.bias.detach().numpy(), ref.bias.detach().numpy(),
+                               rtol=1e-4, atol=1e-5)
