@@ -16,6 +16,7 @@ Python side effects in the function (printing, appending to lists) happen only w
 import hashlib
 import sys
 import warnings
+from time import perf_counter
 import weakref
 
 import numpy as np
@@ -31,7 +32,7 @@ from .tape import NONE, TAPE
 from .tensor import Tensor, _make
 
 MAX_PATHS = 8           # re-records of one function before it runs eagerly for good
-SPECIALIZE_AFTER = 1000  # replayed steps of a path before it is compiled to straight-line code
+SPECIALIZE_AFTER = "auto"  # when a path is compiled to code of its own: by cost (see compile)
 CMP_CODES = {np.equal: CMP_EQ, np.not_equal: CMP_NE, np.less: CMP_LT, np.less_equal: CMP_LE,
              np.greater: CMP_GT, np.greater_equal: CMP_GE}
 CMP_TEXT = {CMP_EQ: "==", CMP_NE: "!=", CMP_LT: "<", CMP_LE: "<=", CMP_GT: ">", CMP_GE: ">="}
@@ -372,6 +373,11 @@ class Path:
         self.replays = 0                # steps replayed (calls and run() steps)
         self.fast = None                # its specialized module (codegen); False: not possible
         self.fast_ok = False            # its program has compiled and run
+        self.step_time = None           # seconds of its last interpreted step (timed replays)
+        self.interp_time = 0.0          # seconds of all its interpreted steps
+        self.tier_said = False          # explain() has said why it stays interpreted
+        self._source = None             # its module's source and what compiling it costs,
+        self._cost = None               # once asked (codegen.cost)
         self._fgen = -1
         self.hot = None                 # one call of it unrolled in Python (_hot_source)
         self.keep = [[None, None] for _ in self.out_keys]    # its last results (hot)
@@ -438,7 +444,8 @@ class Path:
         None if it cannot be (the interpreter runs it then)."""
         if self.fast is None:
             try:
-                self.fast = codegen.load(codegen.source(self, TAPE.size, TAPE.dt))
+                text = self._source or codegen.source(self, TAPE.size, TAPE.dt)
+                self.fast = codegen.load(text)
             except Exception as e:      # the interpreter is always there to fall back on
                 self.fast = False
                 log.append(f"specializing path {self.fingerprint()} failed, it stays "
@@ -724,11 +731,14 @@ class Compiled:
             if j is None:
                 for (r, _), g in zip(path.out_keys, results):
                     P[r, 2] = g
+                t0 = perf_counter()
                 try:
                     j = run_program(*path.run_args())
                 finally:
                     for r, _ in path.out_keys:
                         P[r, 2] = -1
+                path.step_time = perf_counter() - t0
+                path.interp_time += path.step_time
         finally:
             for s, o in rebound:
                 T.off[s] = o
@@ -746,11 +756,50 @@ class Compiled:
         return self._outputs(path.outputs, args, results=iter(results))
 
     def _fast(self, path, steps):
-        """Count replayed steps; the specialized module once there have been enough."""
+        """The path's specialized module if it should run now, else None; `steps` replays are
+        about to run (0: one call, which _replay has counted)."""
         path.replays += steps
-        if self.specialize_after is None or path.replays <= self.specialize_after:
+        after = self.specialize_after
+        if path.fast is not None or after is None:
+            return path.fast or None
+        if after != "auto":
+            return path.specialized(self.log) if path.replays > after else None
+        why = self._worth(path, steps)
+        if why is None:
             return None
+        self.log.append(f"path {path.fingerprint()}: specialized, {why}")
         return path.specialized(self.log)
+
+    def _worth(self, path, steps):
+        """Why compiling the path pays now (None: it does not, yet). Compiling pays when the
+        interpreted steps it would replace take longer than it does: the `steps` about to run
+        at the last measured rate, or, for calls one at a time (how many more is unknown), the
+        interpreted time so far. That way the interpreted steps cost at most as much as the
+        compile, and the compile at most as much as they."""
+        if path._cost is None:
+            try:
+                *path._cost, path._source = codegen.cost(path, TAPE.size, TAPE.dt)
+            except Exception:       # specialized() will say why it cannot be compiled
+                return "to try it"
+        c_prog, c_steps, cached = path._cost
+        cost = c_prog + (c_steps if steps else 0.0)
+        if cached:
+            return f"its compiled code is in the disk cache (loads in about {cost:.2f} s)"
+        t, ahead = path.step_time, steps * (path.step_time or 0.0)
+        if t is not None and ahead > cost:
+            return (f"{steps} steps to run at {t * 1e3:.3g} ms interpreted ({ahead:.1f} s) "
+                    f"take longer than compiling (about {cost:.1f} s)")
+        if path.interp_time > cost:
+            return (f"its interpreted steps have taken {path.interp_time:.1f} s, more than "
+                    f"compiling takes (about {cost:.1f} s)")
+        if t is not None and not path.tier_said:
+            path.tier_said = True
+            self.log.append(
+                f"path {path.fingerprint()}: interpreted, {t * 1e3:.3g} ms a step: compiling "
+                f"it would take about {cost:.1f} s; it is compiled once a run() has more "
+                f"steps to go than that time buys, or once its interpreted steps have taken "
+                f"as long")
+        return None
 
     def _splice(self, path, args):
         """Append the path's records to the tape with fresh slots for everything it creates,
@@ -1007,14 +1056,25 @@ class Compiled:
             return None
         return path if path in self.paths.get(tuple(_arg_key(a) for a in args), ()) else None
 
+    def _untimed(self, path, timed):
+        """Whether the path, about to run steps in one call, has no interpreted step time yet
+        to choose its tier by (each path is given one call in a run to get one: `timed`)."""
+        if self.specialize_after != "auto" or path.fast is not None or path.step_time \
+                is not None or id(path) in timed:
+            return False
+        timed.add(id(path))
+        return True
+
     def _run_same(self, n, args, hist):
-        step = 0
+        step, timed = 0, set()
         while step < n:
             before = self.n_records
             hist[step] = _scalar(self(*args))
             step += 1
             path = self._cached(args)
             if path is not None and self.n_records == before and step < n:
+                if self._untimed(path, timed):
+                    continue            # one more call, timed, so that _loop can choose
                 step += self._loop(path, args, n - step, hist[step:])
 
     def _run_batches(self, n, args, hist, B, shuffle, seed, drop_last):
@@ -1037,7 +1097,7 @@ class Compiled:
         if drop_last and N < B or N == 0:
             raise ValueError(f"run: no batches (length {N}, batch_size {B}, "
                              f"drop_last={drop_last})")
-        rng = np.random.default_rng(seed)
+        rng, timed = np.random.default_rng(seed), set()
         batches = []                    # the batches (index arrays) of the current epoch
 
         def next_batches():
@@ -1058,7 +1118,8 @@ class Compiled:
             hist[step] = _scalar(self(*bargs))
             step += 1
             path = self._cached(bargs)
-            if path is None or self.n_records != before or len(ix) != B:
+            if path is None or self.n_records != before or len(ix) != B or \
+                    self._untimed(path, timed):
                 continue
             # full batches ahead, in this epoch and the next ones, run in one compiled call
             ahead = []
@@ -1105,9 +1166,13 @@ class Compiled:
                                                 threads.COUNT, path.table),
                                    self.log)
             if r is None:
+                t0 = perf_counter()
                 r = run_steps(m, kept, hist, path.carry, gather, idx, path.P, path.R, path.M, T.off,
                               T.goff, T.size, T.dt, T.F[0], path.C[0], T.G[0],
                               *T.f64(path.C[1]), path.V)
+                if r[0]:
+                    path.interp_time += perf_counter() - t0
+                    path.step_time = (perf_counter() - t0) / r[0]
             done, j = r
         finally:
             for s, o in rebound:
@@ -1394,8 +1459,14 @@ def _scalar(r):
 def compile(fn=None, *, max_paths=MAX_PATHS, specialize_after=SPECIALIZE_AFTER):
     """Record fn once and replay its tape on later calls (usable as @tapegrad.compile).
 
-    A path replayed more than `specialize_after` steps (calls plus run() steps) is compiled to
-    straight-line code for its shapes (cached on disk); None keeps it interpreted."""
+    A path first replays through the interpreter; it is compiled to code of its own for its
+    shapes (tapegrad.codegen, cached on disk) when that pays. With specialize_after="auto"
+    (the default) that is decided by cost: at once if its code is in the disk cache; for a
+    run(n), when the steps still to run, at the interpreted rate measured on this path, would
+    take longer than compiling (about 3 s, 6 s with a fused pass: codegen.COMPILE_COST); for
+    calls one at a time, once the interpreted steps so far have taken as long as compiling.
+    explain() says which tier each path runs in and why. An integer compiles a path once it has
+    replayed more than that many steps (calls plus run() steps); None keeps it interpreted."""
     if fn is None:
         return lambda f: Compiled(f, max_paths, specialize_after)
     return Compiled(fn, max_paths, specialize_after)
