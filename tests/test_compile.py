@@ -473,3 +473,123 @@ def test_grad_replaced_between_calls_is_accumulated_into():
                 W.grad = tg.full((3, 2), float(k), dtype=tg.float64)
         _close(c(X, Y).item(), s2(X, Y).item())
         _close(W1.grad.numpy(), W2.grad.numpy())
+
+
+# ---- the tier: interpreted or specialized, chosen by cost ----
+
+def _linear_program(seed, n=50):
+    rng = np.random.default_rng(seed)
+    X = tg.tensor(rng.standard_normal((n, 3)))
+    y = tg.tensor(rng.standard_normal((n, 1)))
+    tg.manual_seed(seed)
+    model = tg.nn.Linear(3, 1, dtype=tg.float64)
+    opt = tg.optim.SGD(model.parameters(), lr=0.05)
+    loss_fn = tg.nn.MSELoss()
+
+    def step(X, y):
+        opt.zero_grad()
+        loss = loss_fn(model(X), y)
+        loss.backward()
+        opt.step()
+        return loss
+    return step, model, X, y
+
+
+def _fresh_cost(monkeypatch, program, steps):
+    """Compiling costs `program` and `steps` seconds, and nothing is in the disk cache."""
+    from tapegrad import codegen
+    monkeypatch.setattr(codegen, "COMPILE_COST", {False: (program, steps), True: (program, steps)})
+    monkeypatch.setattr(codegen, "_loaded", {})
+    monkeypatch.setattr(codegen.glob, "glob", lambda *a, **k: [])
+
+
+def test_default_tier_is_by_cost():
+    assert tg.compile(lambda x: x).specialize_after == "auto"
+
+
+def test_short_run_stays_interpreted_and_says_why(monkeypatch):
+    _fresh_cost(monkeypatch, 1e6, 1e6)
+    step, model, X, y = _linear_program(0)
+    f = tg.compile(step)
+    f.run(30, X, y)
+    assert all(p.fast is None for ps in f.paths.values() for p in ps)
+    assert "interpreted," in f.explain() and "compiling it would take" in f.explain()
+
+
+def test_long_run_specializes_and_equals_interpreted(monkeypatch):
+    # compiling "costs" 1 ns: any run with steps ahead pays for it
+    _fresh_cost(monkeypatch, 1e-9, 1e-9)
+    out = []
+    for after in ("auto", None):
+        step, model, X, y = _linear_program(1)
+        f = tg.compile(step, specialize_after=after)
+        hist = f.run(40, X, y)
+        fast = [p.fast for ps in f.paths.values() for p in ps]
+        assert any(fast) == (after == "auto"), f.explain()
+        out.append((hist, [p.detach().numpy().copy() for p in model.parameters()]))
+    np.testing.assert_array_equal(out[0][0], out[1][0])
+    for a, b in zip(out[0][1], out[1][1]):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_run_explains_the_specialization(monkeypatch):
+    _fresh_cost(monkeypatch, 1e-9, 1e-9)
+    step, model, X, y = _linear_program(2)
+    f = tg.compile(step)
+    f.run(10, X, y)
+    assert "specialized, " in f.explain() and "take longer than compiling" in f.explain()
+
+
+def test_single_calls_specialize_once_interpreted_time_exceeds_the_cost(monkeypatch):
+    _fresh_cost(monkeypatch, 0.0, 0.0)
+    step, model, X, y = _linear_program(3)
+    f = tg.compile(step)
+    for _ in range(6):
+        f(X, y)
+    assert f.last.fast, f.explain()
+    assert "its interpreted steps have taken" in f.explain()
+
+
+CACHED_PROGRAM = """
+import sys
+import numpy as np
+import tapegrad as tg
+X = tg.tensor(np.linspace(-1, 1, 60).reshape(20, 3))
+y = tg.tensor(np.linspace(0, 2, 20).reshape(20, 1))
+tg.manual_seed(0)
+model = tg.nn.Linear(3, 1, dtype=tg.float64)
+opt = tg.optim.SGD(model.parameters(), lr=0.05)
+
+def step(X, y):
+    opt.zero_grad()
+    loss = ((model(X) - y) ** 2).mean()
+    loss.backward()
+    opt.step()
+    return loss
+after = None if sys.argv[1] == "none" else "auto" if sys.argv[1] == "auto" else 0
+f = tg.compile(step, specialize_after=after)
+print(repr(f.run(5, X, y).tolist()))
+print(f.explain())
+"""
+
+
+def test_code_in_the_disk_cache_loads_at_once(tmp_path):
+    """A second process running the same program loads its compiled code at once (the
+    interpreters' cache is the package's; the programs' is under XDG_CACHE_HOME)."""
+    import os
+    import subprocess
+    import sys
+    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path))
+    env.pop("NUMBA_CACHE_DIR", None)
+    out = {}
+    for mode in ("auto", "zero", "auto", "none"):
+        r = subprocess.run([sys.executable, "-c", CACHED_PROGRAM, mode], env=env,
+                           capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stderr
+        out.setdefault(mode, []).append(r.stdout)
+    first, second = out["auto"]
+    assert "disk cache" not in first and "specialized" not in first     # nothing cached yet
+    assert "specialized, its compiled code is in the disk cache" in second
+    # the same losses in every tier
+    histories = {o.splitlines()[0] for runs in out.values() for o in runs}
+    assert len(histories) == 1, histories
