@@ -21,6 +21,8 @@ once its interpreted steps have taken as long as compiling, or at once when that
 the disk cache), so the timings are those of a long training job; the first-ever compile is
 timed by bench_coldstart.py and in the README. Per-step time = median / steps.
 """
+import time
+
 import numpy as np
 import pytest
 
@@ -33,7 +35,6 @@ SIZES = {"nn.Linear M": (10_000, 100, 20), "nn.Linear L": (1_000_000, 32, 20),
 BATCH = 256
 LR = 0.01
 IMPLS = ["torch eager", "tapegrad eager", "tapegrad run()", "tapegrad call"]
-WARMUP_CALLS = 30       # at most: run() calls until the compiled program's tier has settled
 
 
 def _lib(impl):
@@ -71,12 +72,11 @@ def program(workload, lib):
 
 
 def settle(step, *args, **kwargs):
-    """Run the compiled step until no call changes its tier (recorded, then specialized)."""
-    for _ in range(WARMUP_CALLS):
-        before = step.explain()
+    """Run the compiled step until its tier has settled: specialized (with the defaults, once
+    its interpreted steps have taken about as long as compiling), or a minute has passed."""
+    start = time.perf_counter()
+    while "specialized" not in step.explain() and time.perf_counter() - start < 60:
         step.run(*args, **kwargs)
-        if step.explain() == before and "specialized" in before:
-            return
 
 
 def epoch_loop(step, lib, X, y):
@@ -89,7 +89,7 @@ def epoch_loop(step, lib, X, y):
     return run
 
 
-def case(workload, impl):
+def case(workload, impl, warm=True):
     lib = _lib(impl)
     X, y = data(workload, lib)
     step, _ = program(workload, lib)
@@ -98,7 +98,7 @@ def case(workload, impl):
         step = tapegrad.compile(step)
     if workload == "minibatch 256":
         n_batches = -(-len(X) // BATCH)
-        if impl == "tapegrad run()":
+        if impl == "tapegrad run()" and warm:
             settle(step, n_batches, X, y, batch_size=BATCH, shuffle=True, seed=0)
             return (lambda: step.run(n_batches, X, y, batch_size=BATCH, shuffle=True)), \
                 n_batches
@@ -106,14 +106,15 @@ def case(workload, impl):
         run()
         return run, n_batches
     if impl == "tapegrad run()":
-        settle(step, steps, X, y)
+        if warm:
+            settle(step, steps, X, y)
         return (lambda: step.run(steps, X, y)), steps
 
     def loop():
         for _ in range(steps):
             loss = step(X, y)
         return loss.item()
-    if impl == "tapegrad call":
+    if impl == "tapegrad call" and warm:
         settle(step, steps, X, y)
     loop()
     return loop, steps
@@ -125,7 +126,7 @@ CASES = [(w, i) for w in SIZES for i in IMPLS]
 @pytest.mark.parametrize("workload,impl", CASES)
 def test_program(benchmark, workload, impl):
     benchmark.group = f"{workload}: steps as users write them"
-    fn, steps = case(workload, impl)
+    fn, steps = case(workload, impl, warm=not benchmark.disabled)   # the test run: once
     benchmark.extra_info.update(workload=workload, impl=impl, steps=steps, unit="step")
     benchmark(fn)
 

@@ -27,6 +27,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from . import threads
 from .fuse import BLOCK, externs
 from .interpret import (OP_CAST, P_ACC, P_AFFINE_BWD, P_AFFINE_FWD, P_BWD, P_CMP, P_COPY,
                         P_FWD, P_SEED, P_SEEDSLOT, P_TAKE, P_VALUE, P_ZERO, sources_stamp)
@@ -120,6 +121,11 @@ class _Writer:
         self.arrays = set()             # arena names it touches
         self.pieces = []                # (code, slots): one per record or event
         self.parallel = False           # a fused pass runs its blocks on several threads
+        self.fused = False              # it has a fused pass
+        # With one thread (tapegrad.set_num_threads) a fused pass is written without prange,
+        # which halves its compile; a path is compiled again when the count goes from one to
+        # more or back (compile.Path.fast_args)
+        self.serial = int(threads.COUNT[0]) == 1
         self.start()
 
     def start(self):
@@ -368,12 +374,16 @@ class _Writer:
         kw = k * p if int(self.R[i0, 5]) & GB else 0
         ext = externs(self.R, i0, im)
         width = kw + len(ext)
-        self.parallel = True
+        self.fused = True
+        self.parallel = not self.serial
         # the blocks are split into one run per thread (prange); each run sums its loss and
         # its gradient on its own, and the runs are added in order. With one thread the loss
         # sums in the interpreter's order (the gradient sums per block).
-        self.arrays.add("TH")           # tapegrad.set_num_threads (an array: Numba's own
-        self.emit(f"nth = max(1, min(TH[0], {blocks}))")     # count would stop caching)
+        if self.serial:
+            self.emit("nth = 1")
+        else:
+            self.arrays.add("TH")       # tapegrad.set_num_threads (an array: Numba's own
+            self.emit(f"nth = max(1, min(TH[0], {blocks}))")     # count would stop caching)
         self.emit("At = np.zeros(nth)")
         # each run's gradient sum is a row of Ut, written at every row of X: rows a cache line
         # apart, else two threads write the same line (two threads took 1.35x one's time on M)
@@ -381,7 +391,7 @@ class _Writer:
         self.emit(f"Ut = np.zeros((nth, {-(-width // line) * line + line}), "
                   f"np.float{32 if d == 0 else 64})")
         at_runs = len(self.lines)
-        self.emit("for c in prange(nth):")
+        self.emit(f"for c in {'range' if self.serial else 'prange'}(nth):")
         self.depth += 1
         self.emit("part = 0.0")
         self.emit("U = Ut[c]")
@@ -413,12 +423,6 @@ class _Writer:
             self.emit(f"U[{kw + e}] = u{e}")
         self.emit("At[c] = part")
         self.depth -= 1
-        # one thread runs the same loop without prange: no thread pool is started (a process
-        # forked after one was started sets one thread, see tapegrad.threads)
-        runs, pad = self.lines[at_runs:], "    " * self.depth
-        serial = [runs[0].replace("prange(nth)", "range(1)")] + runs[1:]
-        self.lines[at_runs:] = ([pad + "if nth == 1:"] + ["    " + ln for ln in serial]
-                                + [pad + "else:"] + ["    " + ln for ln in runs])
         self.emit("acc = 0.0")
         self.emit("for c in range(nth):")
         self.emit("acc += At[c]", 1)
@@ -623,7 +627,7 @@ def source(path, size, dt):
     for j, r in enumerate(path.P):
         ncopy = w.row(j, r, ncopy)
     distinct = len({code for code, _ in w.pieces})
-    path.parallel = w.parallel
+    path.parallel, path.fused, path.serial = w.parallel, w.fused, w.serial
     if distinct > MAX_PIECES:
         raise TooLarge(f"{distinct} distinct records and events, more than {MAX_PIECES} "
                        f"(Numba would take about {distinct // 20} s to compile them)")
@@ -633,7 +637,7 @@ def source(path, size, dt):
     # piece works on from TABLE, an argument (path.table), not from its text: the text, its
     # hash and Numba's cache of it then do not depend on which slots the tape happened to
     # allocate. Others have them as literals (a straight-line program runs faster so).
-    literal = len(w.pieces) <= STRAIGHT and not w.parallel
+    literal = len(w.pieces) <= STRAIGHT and not w.fused
     if len(w.pieces) <= STRAIGHT:
         flat = [s for _, slots in w.pieces for s in slots]
     else:
@@ -704,7 +708,7 @@ _loaded = {}
 # run()'s loop over it; loading both from Numba's disk cache. Measured on a 2-core Xeon:
 # program 2.0 s, steps 0.9 s for a 12-row program; 3.9-4.7 s and 1.4-1.6 s with a fused pass;
 # 0.03-0.05 s from the cache.
-COMPILE_COST = {False: (2.0, 1.0), True: (4.5, 1.5)}
+COMPILE_COST = {False: (2.0, 1.0), True: (4.5, 1.5)}     # by path.parallel
 LOAD_COST = 0.05
 
 

@@ -376,6 +376,7 @@ class Path:
         self.step_time = None           # seconds of its last interpreted step (timed replays)
         self.interp_time = 0.0          # seconds of all its interpreted steps
         self.tier_said = False          # explain() has said why it stays interpreted
+        self.fused = self.serial = self.parallel = False    # what its module is (codegen)
         self._source = None             # its module's source and what compiling it costs,
         self._cost = None               # once asked (codegen.cost)
         self._fgen = -1
@@ -457,6 +458,8 @@ class Path:
         arrays it uses (rebuilt when the tape reallocates; the arrays are kept with them)."""
         T = TAPE
         if self._fgen != T.gen:
+            if self.fused and self.serial != (int(threads.COUNT[0]) == 1):
+                self._threads_changed()
             have = {"off": T.off, "goff": T.goff, "F32": T.F[0], "C32": self.C[0],
                     "G32": T.G[0], "F64": T.F[1], "C64": self.C[1], "G64": T.G[1],
                     "V": self.V, "M": self.M, "TH": threads.COUNT, "TABLE": self.table}
@@ -464,6 +467,15 @@ class Path:
             self._fargs = (codegen.pointers(self._farrays),)
             self._fgen = T.gen
         return self._fargs
+
+    def _threads_changed(self):
+        """The thread count went from one to more or back: a fused pass is written for one
+        or for several (codegen), so the path's module is made again (or loaded from the disk
+        cache); should that fail, the old one stays (it gives the same values)."""
+        old, self.fast, self._source, self._cost = self.fast, None, None, None
+        if self.specialized([]) is None:
+            self.fast = old
+            self.serial = not self.serial
 
     def fast_call(self, fn, args, log):
         """Call a function of the specialized module; on a Numba compile error fall back
@@ -723,10 +735,11 @@ class Compiled:
             path.replays += 1
             j = None
             if path.fast_ok:                    # the common case, kept short
-                j = path.fast.program(*path.fast_args(), *results)
+                fa = path.fast_args()           # first: it may make path.fast again
+                j = path.fast.program(*fa, *results)
             elif path.fast is not False and self._fast(path, 0) is not None:
-                j = path.fast_call(path.fast.program, path.fast_args() + tuple(results),
-                                   self.log)
+                fa = path.fast_args()
+                j = path.fast_call(path.fast.program, fa + tuple(results), self.log)
                 path.fast_ok = j is not None
             if j is None:
                 for (r, _), g in zip(path.out_keys, results):
@@ -773,9 +786,10 @@ class Compiled:
     def _worth(self, path, steps):
         """Why compiling the path pays now (None: it does not, yet). Compiling pays when the
         interpreted steps it would replace take longer than it does: the `steps` about to run
-        at the last measured rate, or, for calls one at a time (how many more is unknown), the
-        interpreted time so far. That way the interpreted steps cost at most as much as the
-        compile, and the compile at most as much as they."""
+        at the last measured rate (with the interpreted time so far: run() called again and
+        again), or, for calls one at a time (how many more is unknown), the interpreted time
+        so far. That way the interpreted steps cost at most about as much as the compile, and
+        the compile at most about as much as they."""
         if path._cost is None:
             try:
                 *path._cost, path._source = codegen.cost(path, TAPE.size, TAPE.dt)
@@ -789,6 +803,10 @@ class Compiled:
         if t is not None and ahead > cost:
             return (f"{steps} steps to run at {t * 1e3:.3g} ms interpreted ({ahead:.1f} s) "
                     f"take longer than compiling (about {cost:.1f} s)")
+        if t is not None and steps and path.interp_time + ahead > cost:
+            return (f"its interpreted steps have taken {path.interp_time:.1f} s, and with the "
+                    f"{steps} to run ({ahead:.1f} s) would take longer than compiling (about "
+                    f"{cost:.1f} s)")
         if path.interp_time > cost:
             return (f"its interpreted steps have taken {path.interp_time:.1f} s, more than "
                     f"compiling takes (about {cost:.1f} s)")
@@ -1160,6 +1178,8 @@ class Compiled:
             fast = self._fast(path, m)
             r = None
             if fast is not None:
+                path.fast_args()                # the thread count may call for another module
+                fast = path.fast
                 r = path.fast_call(fast.steps, (m, kept, hist, path.carry, gather, idx, T.size,
                                                 T.dt, T.off, T.goff, T.F[0], path.C[0], T.G[0],
                                                 T.F[1], path.C[1], T.G[1], path.V, path.M,

@@ -15,6 +15,7 @@ several). Numba's fork-safe workqueue layer was 4x slower on the
 """
 import operator
 import os
+import sys
 
 import numba
 import numpy as np
@@ -22,8 +23,18 @@ import numpy as np
 COUNT = np.array([numba.config.NUMBA_NUM_THREADS], np.int64)     # read by compiled code
 
 
+def _set(n):
+    """Set the count; from one thread to more or back, specialized programs with a fused pass
+    are written for the other case (tapegrad.codegen): the tape's generation tells them."""
+    if (n == 1) != (COUNT[0] == 1):
+        tape = sys.modules.get(__name__.rsplit(".", 1)[0] + ".tape")
+        if tape is not None:
+            tape.TAPE.gen += 1
+    COUNT[0] = n
+
+
 def _one_thread():
-    COUNT[0] = 1
+    _set(1)
 
 
 if hasattr(os, "register_at_fork"):
@@ -43,7 +54,7 @@ def set_num_threads(n):
         raise ValueError("Overflow when unpacking long")
     if n < 1:
         raise RuntimeError("set_num_threads expects a positive integer")
-    COUNT[0] = n
+    _set(n)
 
 
 def get_num_threads():

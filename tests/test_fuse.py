@@ -211,6 +211,33 @@ def test_fused_pass_split_over_threads_equals_eager(fusing, threads):
         tg.set_num_threads(before)
 
 
+def test_thread_count_changes_under_a_specialized_path(fusing):
+    """A fused pass is written for one thread or for several (codegen); when the count goes
+    from one to more and back, the path's module is made again, and the values stay eager's."""
+    rng = np.random.default_rng(16)
+    X = tg.tensor(rng.standard_normal((5000, 8)))
+    y = tg.tensor(rng.standard_normal((5000, 1)))
+    w0 = rng.standard_normal((8, 1))
+    we = tg.tensor(w0.copy(), requires_grad=True)
+    wc = tg.tensor(w0.copy(), requires_grad=True)
+    eager = _step(we, LOSSES["mse"])
+    compiled = tg.compile(_step(wc, LOSSES["mse"]), specialize_after=0)
+    before = tg.get_num_threads()
+    serial = []
+    try:
+        for threads in (1, 2, 1, 3):
+            tg.set_num_threads(threads)
+            hist = list(compiled.run(3, X, y)) + [compiled(X, y).item()]
+            for h in hist:
+                np.testing.assert_allclose(h, eager(X, y).item(), rtol=1e-12)
+            serial.append(compiled.last.serial)
+    finally:
+        tg.set_num_threads(before)
+    np.testing.assert_allclose(wc.detach().numpy(), we.detach().numpy(), rtol=1e-12)
+    assert serial == [True, False, True, False]
+    assert _fused_rows(compiled) == 2
+
+
 FORKED = """
 import multiprocessing as mp, numpy as np, tapegrad as tg
 rng = np.random.default_rng(0)
