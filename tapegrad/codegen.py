@@ -704,11 +704,12 @@ def _folder():
 _loaded = {}
 
 # What compiling a path's module costs, for compile()'s choice of tier: Numba's first compile
-# of `program` (a program with a fused pass, parallel, takes twice as long) and of `steps`,
-# run()'s loop over it; loading both from Numba's disk cache. Measured on a 2-core Xeon:
-# program 2.0 s, steps 0.9 s for a 12-row program; 3.9-4.7 s and 1.4-1.6 s with a fused pass;
-# 0.03-0.05 s from the cache.
-COMPILE_COST = {False: (2.0, 1.0), True: (4.5, 1.5)}     # by path.parallel
+# of `program` (a fused pass written for several threads, parallel, takes twice as long) and
+# of `steps`, run()'s loop over it; loading both from Numba's disk cache. Measured on a 2-core
+# Xeon: program 2.0 s, steps 0.9 s for a 12-row program; with a fused pass (nn.Linear + MSELoss
+# + SGD) 2.2-2.5 s and 1.1-1.4 s on one thread, 4.0 s and 1.4 s on two; 0.03-0.05 s from the
+# cache.
+COMPILE_COST = {False: (2.2, 1.1), True: (4.0, 1.4)}     # by path.parallel
 LOAD_COST = 0.05
 
 

@@ -1482,10 +1482,11 @@ def compile(fn=None, *, max_paths=MAX_PATHS, specialize_after=SPECIALIZE_AFTER):
     A path first replays through the interpreter; it is compiled to code of its own for its
     shapes (tapegrad.codegen, cached on disk) when that pays. With specialize_after="auto"
     (the default) that is decided by cost: at once if its code is in the disk cache; for a
-    run(n), when the steps still to run, at the interpreted rate measured on this path, would
-    take longer than compiling (about 3 s, 6 s with a fused pass: codegen.COMPILE_COST); for
-    calls one at a time, once the interpreted steps so far have taken as long as compiling.
-    explain() says which tier each path runs in and why. An integer compiles a path once it has
+    run(n), when the steps still to run at the interpreted rate measured on this path, added
+    to its interpreted time so far, would take longer than compiling (about 3 s, 5.5 s with a
+    fused pass on several threads: codegen.COMPILE_COST); for calls one at a time, once the
+    interpreted steps so far have taken as long as compiling. explain() says which tier each
+    path runs in and why. An integer compiles a path once it has
     replayed more than that many steps (calls plus run() steps); None keeps it interpreted."""
     if fn is None:
         return lambda f: Compiled(f, max_paths, specialize_after)
