@@ -419,8 +419,56 @@ def unary_loop_bwd(op, F, G, xo, gx, oo, go, n, p, q):
         G[gx + i] += g * unary_bwd(op, F[xo + i], F[oo + i], p, q)
 
 
+# From LONG_FLAT elements on, add, sub and mul run a loop of their own, on slices: the op is
+# then no branch in the loop, which vectorizes (the loop through binary_fwd took 5.2 ms for a
+# million float32 additions, NumPy 0.6 ms). Same rules, same order: the same values.
+LONG_FLAT = 256
+
+
+@jit
+def _flat_fwd(op, XA, oa, sa, XB, ob, sb, F, oo, n):
+    """binary_flat_fwd of add, sub or mul, one loop for each (the op a constant in it)."""
+    o = F[oo:oo + n]
+    if sa == 1 and sb == 1:
+        a, b = XA[oa:oa + n], XB[ob:ob + n]
+        if op == OP_ADD:
+            for i in range(n):
+                o[i] = add_fwd(a[i], b[i])
+        elif op == OP_SUB:
+            for i in range(n):
+                o[i] = sub_fwd(a[i], b[i])
+        else:
+            for i in range(n):
+                o[i] = mul_fwd(a[i], b[i])
+    elif sa == 1:
+        a, bv = XA[oa:oa + n], XB[ob]
+        if op == OP_ADD:
+            for i in range(n):
+                o[i] = add_fwd(a[i], bv)
+        elif op == OP_SUB:
+            for i in range(n):
+                o[i] = sub_fwd(a[i], bv)
+        else:
+            for i in range(n):
+                o[i] = mul_fwd(a[i], bv)
+    else:
+        av, b = XA[oa], XB[ob:ob + n]
+        if op == OP_ADD:
+            for i in range(n):
+                o[i] = add_fwd(av, b[i])
+        elif op == OP_SUB:
+            for i in range(n):
+                o[i] = sub_fwd(av, b[i])
+        else:
+            for i in range(n):
+                o[i] = mul_fwd(av, b[i])
+
+
 @jit
 def binary_flat_fwd(op, XA, oa, sa, XB, ob, sb, F, oo, n):
+    if n >= LONG_FLAT and (op == OP_ADD or op == OP_SUB or op == OP_MUL) and (sa or sb):
+        _flat_fwd(op, XA, oa, sa, XB, ob, sb, F, oo, n)
+        return
     for i in range(n):
         F[oo + i] = binary_fwd(op, XA[oa + i * sa], XB[ob + i * sb])
 
