@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import tapegrad as tg
+from test_fuse import _module_step
 from test_ops import CASES, IDS
 
 X3 = np.array([[0.2, 0.5, 0.7], [0.4, 0.6, 0.8], [0.3, 0.6, 0.9]])
@@ -483,15 +484,7 @@ def _linear_program(seed, n=50):
     y = tg.tensor(rng.standard_normal((n, 1)))
     tg.manual_seed(seed)
     model = tg.nn.Linear(3, 1, dtype=tg.float64)
-    opt = tg.optim.SGD(model.parameters(), lr=0.05)
-    loss_fn = tg.nn.MSELoss()
-
-    def step(X, y):
-        opt.zero_grad()
-        loss = loss_fn(model(X), y)
-        loss.backward()
-        opt.step()
-        return loss
+    step = _module_step(model, tg.nn.MSELoss(), tg.optim.SGD(model.parameters(), lr=0.05))
     return step, model, X, y
 
 
