@@ -20,6 +20,7 @@ from .tape import TAPE as _TAPE
 from .printing import get_printoptions, set_printoptions
 from .tensor import Tensor, cat, stack, tensor
 from .compile import compile
+from .eager import set_eager_compile
 
 __version__ = "0.1.0"
 

@@ -117,6 +117,7 @@ class _Writer:
         self.R, self.M, self.size, self.dt = path.R, path.M, size, dt
         self.C = path.C
         self.live = {(d, k) for d, k, _, _ in path.consts}    # immediates rebound per call
+        self.kept = getattr(path, "kept", frozenset())        # values a fused pass stores
         self.names = set()              # kernels and rules the code calls
         self.arrays = set()             # arena names it touches
         self.pieces = []                # (code, slots): one per record or event
@@ -468,20 +469,26 @@ class _Writer:
         those the arena would hold; the row then reads X and the other operands only."""
         cast = f"np.float{F[1:]}"
         names = {f"{F}[{self.o(s)} + i]": f"f{self.slots[s]}" for s in own}
+        stored = {f"{F}[{self.o(s)} + i]" for s in own if s in self.kept}
         names.update({f"{G}[{self.g(s)} + i]": f"d{self.slots[s]}" for s in own})
         pad = "    " * self.depth
         body = [pad + f"{v} = {cast}(0)" for k, v in names.items() if k.startswith(G)]
         for ln in self.lines[first:]:
-            code = ln.strip()
+            code, store = ln.strip(), None
             for k, v in names.items():
                 if code.startswith(k + " = "):
                     rhs = code[len(k) + 3:]
                     code = f"{v} = {cast}({rhs})"
+                    if k in stored:     # a tensor still names it (tapegrad.eager)
+                        store = f"{k} = {v}"
                 elif code.startswith(k + " += "):
                     code = f"{v} = {cast}({v} + {code[len(k) + 4:]})"
             for k, v in names.items():
                 code = code.replace(k, v)
-            body.append(ln[:len(ln) - len(ln.lstrip())] + code)
+            indent = ln[:len(ln) - len(ln.lstrip())]
+            body.append(indent + code)
+            if store:
+                body.append(indent + store)
         self.lines[first:] = body
 
     def chain(self, i0, im, q, F, G, mean):
@@ -682,8 +689,16 @@ def source(path, size, dt):
         ", parallel=dict(comprehension=False, reduction=False, inplace_binop=False, "
         "setitem=False, numpy=False, stencil=False, fusion=False, prange=True)"
         if w.parallel else "")
+    tail = "    return -1\n"
+    if w.parallel:
+        # With parallel=True, Numba's dead-code pass drops a store to an array (a carray of
+        # the function's own) that the function does not use again: the last write of a pass
+        # (the loss of a fused region, when nothing reads it after) would be lost. A use of
+        # each arena at the end keeps every store.
+        sizes = " + ".join(f"{a}.size" for a in used if a[0] in "FG")
+        tail = f"    if {sizes} < 0:\n        return -2\n" + tail
     return (text + f"ARRAYS = {tuple(used)!r}\n\n\n@njit({options})\n"
-            f"def program({params}):\n{views}\n{body}\n    return -1\n"
+            f"def program({params}):\n{views}\n{body}\n{tail}"
             + STEPS % (OPTIONS, _indent("\n".join(packs), 3), ", np.int64(-1)" * ncopy))
 
 

@@ -14,6 +14,7 @@ import weakref
 
 import numpy as np
 
+from . import eager
 from .interpret import CHECK, FREE, GRAPH_FREED, run_forward, run_reverse
 from .ops import DIFF, FREED, GA, GB, NF, OP_SETSTRIDED, OPS
 
@@ -301,7 +302,15 @@ class Tape:
         interpreter from record rec.
 
         `grad_of` and `retain` may replace the slot table's (autograd.grad collects gradients
-        without touching any .grad)."""
+        without touching any .grad). An eager step's backward may run as the compiled program
+        of its step instead (tapegrad.eager)."""
+        if (eager.ENABLED and self.rec is None and grad_of is None and retain is None
+                and grad_slot < 0 and not retain_graph):
+            return eager.backward(self, rec, seed, grad, lambda: self._backward(
+                rec, seed, grad, False, None, None, -1))
+        return self._backward(rec, seed, grad, retain_graph, grad_of, retain, grad_slot)
+
+    def _backward(self, rec, seed, grad, retain_graph, grad_of, retain, grad_slot):
         self.flush()
         self._sync()
         dt = self.key[seed][0]
@@ -335,6 +344,11 @@ class Tape:
                 f"inplace operation: the input of {op.grad_fn} (record {bad}) is at a newer "
                 "version than when it was saved. Hint: the operation that failed to compute its "
                 "gradient is the in-place one that modified it.")
+        return self.reached(reached)
+
+    def reached(self, reached):
+        """The end of a backward pass: the slots it reached (see reverse_schedule) as (leaves
+        whose gradient is left in G, retained slots); the tape is reset or collected."""
         new, retained = [], []
         target = new
         for s in reached.tolist():
