@@ -15,8 +15,9 @@ Workloads (float32, one thread):
 
 Implementations: `torch eager` and `tapegrad eager` run the loop as written; `tapegrad run()`
 is tapegrad.compile(step) with its defaults and `.run(steps, X, y)`; `tapegrad call` is the
-compiled step called once a step from Python. A compiled program is warmed up until its tier
-has settled (its first calls record it; with the defaults it is compiled to code of its own
+compiled step called once a step from Python. `tapegrad eager` is warmed up until eager
+recognition has compiled its step (or 20 s, where it does not apply), a compiled program until
+its tier has settled (its first calls record it; with the defaults it is compiled to code of its own
 once its interpreted steps have taken as long as compiling, or at once when that code is in
 the disk cache), so the timings are those of a long training job; the first-ever compile is
 timed by bench_coldstart.py and in the README. Per-step time = median / steps.
@@ -79,6 +80,16 @@ def settle(step, *args, **kwargs):
         step.run(*args, **kwargs)
 
 
+def settle_eager(run, budget=20):
+    """Run an eager loop until recognition has compiled its step (tapegrad.eager: once its
+    interpreted steps have taken about as long as compiling) or `budget` seconds have passed
+    (a loop it does not apply to, e.g. batches drawn by index, stays interpreted)."""
+    start = time.perf_counter()
+    while ("compiled after" not in tapegrad.eager.explain()
+           and time.perf_counter() - start < budget):
+        run()
+
+
 def epoch_loop(step, lib, X, y):
     """One shuffled epoch, batches drawn by index as in a hand-written torch loop."""
     def run():
@@ -91,6 +102,8 @@ def epoch_loop(step, lib, X, y):
 
 def case(workload, impl, warm=True):
     lib = _lib(impl)
+    if impl == "tapegrad eager":
+        tapegrad.eager.clear()          # what explain() says is this program's
     X, y = data(workload, lib)
     step, _ = program(workload, lib)
     steps = SIZES[workload][2]
@@ -104,6 +117,8 @@ def case(workload, impl, warm=True):
                 n_batches
         run = epoch_loop(step, lib, X, y)
         run()
+        if impl == "tapegrad eager" and warm:
+            settle_eager(run)
         return run, n_batches
     if impl == "tapegrad run()":
         if warm:
@@ -117,6 +132,8 @@ def case(workload, impl, warm=True):
     if impl == "tapegrad call" and warm:
         settle(step, steps, X, y)
     loop()
+    if impl == "tapegrad eager" and warm:
+        settle_eager(loop)
     return loop, steps
 
 
