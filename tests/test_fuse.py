@@ -44,7 +44,7 @@ def test_large_matmul_matches_numpy(n, k, p, batch):
                                atol=1e-12)
 
 
-@pytest.mark.parametrize("p", [1, 2, 31])
+@pytest.mark.parametrize("p", [1, 2, 31, 64])
 def test_large_matmul_float32_close_to_float64(p):
     rng = np.random.default_rng(1)
     A = rng.standard_normal((500, 30)).astype(np.float32)
