@@ -21,7 +21,7 @@ from tapegrad.kernels import SMALL_MATMUL
 # one column; several but at most k (dot products with B's columns), as many as k; more than k
 # (B's rows added to the row's outputs)
 SHAPES = [(300, 8, 1), (2, 700, 1), (90, 7, 2), (200, 9, 3), (64, 40, 16), (40, 13, 13),
-          (40, 13, 14), (20, 5, 96)]
+          (40, 13, 14), (20, 5, 96), (23, 5, 96)]
 
 
 @pytest.mark.parametrize("n,k,p", SHAPES)
