@@ -51,8 +51,6 @@ from numba import carray, njit, prange
 from tapegrad.codegen import address
 '''
 
-AHEAD = 2048    # bytes: how far ahead of its row the single-column pass prefetches X
-
 
 @intrinsic
 def address(typingctx, addr):
@@ -437,30 +435,49 @@ class _Writer:
 
     def affine_rows(self, i0, im, kw, a, b, z, q, ba, bb, F, G, mean):
         """A single-column product (X @ w): one pass over the rows, each read once, as the
-        fused loop does: its dot product, the chain's records on the row's element, and the
-        row's part of the gradient, while the next rows stream in."""
-        self.emit("for row in range(nr):")
+        fused loop does: four rows at a time their dot products (dot_rows4), the chain's
+        records on each row's element in order, and the four rows' part of the gradient
+        (axpy_rows4), while the next rows stream in; the block's last nr % 4 rows one at a
+        time."""
+        w = f"{self.o(b)} + {bb}"
+        self.emit("m4 = nr - nr % 4")
+        self.emit("for row in range(0, m4, 4):")
+        self.depth += 1
+        first = len(self.lines)
+        self.emit(f"xo = {self.o(a)} + {ba} + (start + row) * kk")
+        # no software prefetch: four rows an iteration stream in time with the hardware's
+        # prefetchers (prefetching 2 KB ahead, as the row-at-a-time pass did, was 10% slower
+        # on 1,000,000 x 32 on a Zen 4)
+        self.emit(f"zr0, zr1, zr2, zr3 = {self.call('dot_rows4')}({F}, xo, {F}, {w}, kk)")
+        for t in range(4):
+            self.emit(f"i = e0 + row + {t}")
+            self.emit(f"{F}[{self.o(z)} + i] = zr{t}")
+            self.row_chain(i0, im, q, F, G, mean, z, f"gr{t}")
+        if kw:
+            self.emit(f"{self.call('axpy_rows4')}(U, 0, gr0, gr1, gr2, gr3, {F}, xo, kk)")
+        own = [z] + [int(self.R[r, 3]) for r in range(i0 + 1, im)]
+        self.row_locals(first, own, F, G)
+        self.depth -= 1
+        self.emit("for row in range(m4, nr):")
         self.depth += 1
         first = len(self.lines)
         self.emit("i = e0 + row")
         self.emit(f"xo = {self.o(a)} + {ba} + (start + row) * kk")
-        # the row AHEAD bytes further is fetched now: with only the hardware's prefetchers,
-        # whether rows stream in time depended on where X sits (8 to 20 ms a step of L)
-        size = int(F[1:]) // 8
-        self.emit(f"for q in range(0, kk, {LINE // size}):")
-        self.emit(f"{self.call('prefetch')}({F}, xo + {AHEAD // size} + q)", 1)
-        self.emit(f"{F}[{self.o(z)} + i] = {self.call('dot_row')}({F}, xo, {F}, "
-                  f"{self.o(b)} + {bb}, kk)")
+        self.emit(f"{F}[{self.o(z)} + i] = {self.call('dot_row')}({F}, xo, {F}, {w}, kk)")
+        self.row_chain(i0, im, q, F, G, mean, z, "g")
+        if kw:
+            self.emit(f"{self.call('axpy_row')}(U, np.int64(0), g, {F}, xo, kk)")
+        self.row_locals(first, own, F, G)
+        self.depth -= 1
+
+    def row_chain(self, i0, im, q, F, G, mean, z, g):
+        """The chain on element i of a single-column pass; its gradient of the product's
+        element in `g`."""
         self.span = "row"
         self.chain(i0, im, q, F, G, mean)
         self.span = False
-        self.emit(f"g = {G}[{self.g(z)} + i]")
+        self.emit(f"{g} = {G}[{self.g(z)} + i]")
         self.emit(f"{G}[{self.g(z)} + i] = 0")
-        if kw:
-            self.emit(f"{self.call('axpy_row')}(U, np.int64(0), g, {F}, xo, kk)")
-        own = [z] + [int(self.R[r, 3]) for r in range(i0 + 1, im)]
-        self.row_locals(first, own, F, G)
-        self.depth -= 1
 
     def row_locals(self, first, own, F, G):
         """Keep the chain's own values and gradients in variables instead of the arena: no
