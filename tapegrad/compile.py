@@ -776,12 +776,18 @@ class Compiled:
         if path.fast is not None or after is None:
             return path.fast or None
         if after != "auto":
-            return path.specialized(self.log) if path.replays > after else None
-        why = self._worth(path, steps)
-        if why is None:
-            return None
-        self.log.append(f"path {path.fingerprint()}: specialized, {why}")
-        return path.specialized(self.log)
+            if path.replays <= after:
+                return None
+            why = f"its {path.replays} replays passed specialize_after={after}"
+        else:
+            why = self._worth(path, steps)
+            if why is None:
+                return None
+        fast = path.specialized(self.log)
+        if fast is not None:
+            fused = " with a fused pass" if path.fused else ""
+            self.log.append(f"path {path.fingerprint()}: specialized{fused}, {why}")
+        return fast
 
     def _worth(self, path, steps):
         """Why compiling the path pays now (None: it does not, yet). Compiling pays when the

@@ -61,6 +61,8 @@ def test_recognised_loop_matches_interpreter(forced, opt, n, k):
     eager.set_eager_compile(True)
     got = _loop(X, y, 8, opt, hold=True)
     assert "compiled" in eager.explain()
+    assert ("with a fused pass" in eager.explain()) == (n > 50), eager.explain()
+    assert "stays interpreted" not in eager.explain()
     for a, b in zip(ref[0], got[0]):
         np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(got[1], ref[1], rtol=1e-5)

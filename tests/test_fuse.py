@@ -19,9 +19,11 @@ from tapegrad.kernels import SMALL_MATMUL
 
 
 # one column; several but at most k (dot products with B's columns), as many as k; more than k
-# (B's rows added to the row's outputs)
+# (B's rows added to the row's outputs); from STRIP_MIN columns and k the register tiles: rows
+# in fours and a tail, columns in pairs of vectors then narrower tiles (45 = 32 + 8 + 4 + 1),
+# A^T G over GB_BLOCK rows with a shorter last block, A's columns in fours and a tail
 SHAPES = [(300, 8, 1), (2, 700, 1), (90, 7, 2), (200, 9, 3), (64, 40, 16), (40, 13, 13),
-          (40, 13, 14), (20, 5, 96), (23, 5, 96)]
+          (40, 13, 14), (20, 5, 96), (23, 5, 96), (130, 37, 45), (257, 6, 7), (301, 4, 40)]
 
 
 @pytest.mark.parametrize("n,k,p", SHAPES)
@@ -44,7 +46,7 @@ def test_large_matmul_matches_numpy(n, k, p, batch):
                                atol=1e-12)
 
 
-@pytest.mark.parametrize("p", [1, 2, 31, 64])
+@pytest.mark.parametrize("p", [1, 2, 31, 45, 64])
 def test_large_matmul_float32_close_to_float64(p):
     rng = np.random.default_rng(1)
     A = rng.standard_normal((500, 30)).astype(np.float32)
@@ -83,13 +85,23 @@ def _fused_rows(fn):
                for paths in fn.paths.values() for p in paths)
 
 
+def _runs_fused_code(fn):
+    """Every recorded path of compiled function fn ran as specialized code with a fused pass:
+    a code generation error falls back to the interpreter, which gives the same values, so
+    only this tells it apart (as a slowdown it would go unseen)."""
+    paths = [p for paths in fn.paths.values() for p in paths]
+    assert paths and all(p.fast_ok and p.fused for p in paths), fn.explain()
+    assert "stays interpreted" not in fn.explain()
+    assert "with a fused pass" in fn.explain()
+
+
 @pytest.fixture
 def fusing(monkeypatch):
     monkeypatch.setattr(fuse, "ENABLED", True)
 
 
 @pytest.mark.parametrize("loss", list(LOSSES))
-@pytest.mark.parametrize("p", [1, 3])
+@pytest.mark.parametrize("p", [1, 3, 7])     # 7: the block pass on register tiles
 def test_fused_replay_equals_eager(fusing, loss, p):
     rng = np.random.default_rng(p)
     X = tg.tensor(rng.standard_normal((400, 6)))
@@ -110,6 +122,7 @@ def test_fused_replay_equals_eager(fusing, loss, p):
     np.testing.assert_allclose(wc.detach().numpy(), we.detach().numpy(), rtol=1e-12,
                                atol=1e-15)
     assert _fused_rows(compiled) == 2      # the chain was fused: its forward and backward
+    _runs_fused_code(compiled)
 
 
 def test_fused_gradient_matches_hand_derived(fusing):
@@ -347,6 +360,7 @@ def test_fused_module_program_equals_eager(fusing, loss, optimizer):
         if mode == "compiled":
             losses += list(fn.run(4, X, y))
             assert _fused_rows(fn) == 2
+            _runs_fused_code(fn)
         else:
             losses += [fn(X, y).item() for _ in range(4)]
         runs.append((losses, _params(model)))
@@ -411,6 +425,8 @@ def test_fused_module_program_specialized_equals_interpreted_float32(fusing, los
                        specialize_after=specialize_after)
         hist = f.run(8, X, y)
         assert _fused_rows(f) == 2
+        if specialize_after == 0:
+            _runs_fused_code(f)
         out.append((hist, _params(model)))
     np.testing.assert_allclose(out[0][0], out[1][0], rtol=1e-5)
     for a, b in zip(out[0][1], out[1][1]):
