@@ -83,13 +83,10 @@ def steps(n, out, hist, carry, gather, idx, size, dt, off, goff, F32, C32, G32, 
                         F64[off[dst] + i] = F64[off[src] + i]
         for g in range(gather.shape[0]):
             src, dst, w = gather[g, 0], gather[g, 1], gather[g, 2]
-            for r in range(idx.shape[1]):
-                o, od = off[src] + idx[step, r] * w, off[dst] + r * w
-                for i in range(w):
-                    if dt[src] == 0:
-                        F32[od + i] = F32[o + i]
-                    else:
-                        F64[od + i] = F64[o + i]
+            if dt[src] == 0:
+                gather_rows(F32, off[src], F32, off[dst], idx, step, w)
+            else:
+                gather_rows(F64, off[src], F64, off[dst], idx, step, w)
         if step == 0:
 %s
         j = program(ptrs%s)
@@ -694,7 +691,7 @@ def source(path, size, dt):
             body.append(f"    {'if' if t == 0 else 'elif'} t == {t}:")
             body.append(_indent(code, 2))
         body = _indent("\n".join(body), 1)
-    imports = sorted(w.names)
+    imports = sorted(w.names | {"gather_rows"})        # the step loop's (STEPS)
     text = HEADER
     if imports:
         text += "from tapegrad.kernels import " + ", ".join(

@@ -21,7 +21,8 @@ import os
 import numpy as np
 
 from .kernels import (binary_flat_bwd, binary_flat_fwd, binary_loop_bwd, binary_loop_fwd,
-                      copy_bwd, copy_fwd, entry, fill_fwd, index_bwd, index_fwd, inline, jit,
+                      copy_bwd, copy_fwd, entry, fill_fwd, gather_rows, index_bwd, index_fwd,
+                      inline, jit,
                       matmul_bwd, matmul_fwd, reduce_bwd, reduce_fwd,
                       rule, setstrided_bwd, setstrided_fwd, strided_bwd, strided_fwd,
                       unary_loop_bwd, unary_loop_fwd)
@@ -342,13 +343,10 @@ def run_steps(n, out, hist, carry, gather, idx, P, R, M, off, goff, size, dt, F3
                 _copy_slot(F32, F64, off, size, dt, carry[c, 0], carry[c, 1])
         for g in range(gather.shape[0]):
             src, dst, w = gather[g, 0], gather[g, 1], gather[g, 2]
-            for r in range(idx.shape[1]):
-                o, od = off[src] + idx[step, r] * w, off[dst] + r * w
-                for k in range(w):
-                    if F64 is None or dt[src] == 0:
-                        F32[od + k] = F32[o + k]
-                    else:
-                        F64[od + k] = F64[o + k]
+            if F64 is None or dt[src] == 0:
+                gather_rows(F32, off[src], F32, off[dst], idx, step, w)
+            else:
+                gather_rows(F64, off[src], F64, off[dst], idx, step, w)
         for j in range(P.shape[0]):
             kind, p1, p2, p3, p4, p5 = P[j, 0], P[j, 1], P[j, 2], P[j, 3], P[j, 4], P[j, 5]
             if kind == P_FWD or kind == P_AFFINE_FWD:   # records, or a fused chain's (fuse.py:

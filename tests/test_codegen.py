@@ -113,13 +113,14 @@ def test_run_specialized_equals_interpreted(dtype, layout):
     assert fast.last.fast
 
 
-def test_minibatch_run_specialized_equals_interpreted():
+@pytest.mark.parametrize("n,batch", [(10, 4), (100, 37)])   # below and above GATHER_AHEAD
+def test_minibatch_run_specialized_equals_interpreted(n, batch):
     rng = np.random.default_rng(1)
-    Xd, Yd = tg.tensor(rng.standard_normal((10, 3))), tg.tensor(rng.standard_normal((10, 2)))
+    Xd, Yd = tg.tensor(rng.standard_normal((n, 3))), tg.tensor(rng.standard_normal((n, 2)))
     (W1, s1), (W2, s2) = _regression(), _regression()
     fast = tg.compile(s1, specialize_after=0)
     slow = tg.compile(s2, specialize_after=None)
-    kw = dict(batch_size=4, shuffle=True, seed=3)
+    kw = dict(batch_size=batch, shuffle=True, seed=3)
     np.testing.assert_array_equal(fast.run(40, Xd, Yd, 0.05, **kw),
                                   slow.run(40, Xd, Yd, 0.05, **kw))
     np.testing.assert_array_equal(W1.detach().numpy(), W2.detach().numpy())

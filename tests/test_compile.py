@@ -290,20 +290,21 @@ def test_result_that_requires_grad_takes_part_in_autograd():
 
 
 @pytest.mark.parametrize("shuffle,drop_last", [(False, False), (True, False), (True, True)])
-def test_minibatch_run_equals_batches_by_hand(shuffle, drop_last):
+@pytest.mark.parametrize("n,batch", [(10, 4), (100, 37)])   # fewer rows than are prefetched
+def test_minibatch_run_equals_batches_by_hand(shuffle, drop_last, n, batch):  # ahead; more
     rng = np.random.default_rng(0)
-    Xd, Yd = rng.standard_normal((10, 3)), rng.standard_normal((10, 2))
+    Xd, Yd = rng.standard_normal((n, 3)), rng.standard_normal((n, 2))
     W1, s1 = _regression()
     W2, s2 = _regression()
     c = tg.compile(s1)
-    hist = c.run(14, tg.tensor(Xd), Yd, 0.05, batch_size=4, shuffle=shuffle, seed=7,
+    hist = c.run(14, tg.tensor(Xd), Yd, 0.05, batch_size=batch, shuffle=shuffle, seed=7,
                  drop_last=drop_last)
     order, ref = np.random.default_rng(7), []
     while len(ref) < 14:
-        perm = order.permutation(10) if shuffle else np.arange(10)
-        for k in range(0, 8 if drop_last else 10, 4):
+        perm = order.permutation(n) if shuffle else np.arange(n)
+        for k in range(0, n - n % batch if drop_last else n, batch):
             if len(ref) < 14:
-                ix = perm[k:k + 4]
+                ix = perm[k:k + batch]
                 ref.append(s2(tg.tensor(Xd[ix]), tg.tensor(Yd[ix]), 0.05).item())
     _close(hist, ref)
     _close(W1.detach().numpy(), W2.detach().numpy())
