@@ -28,7 +28,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from . import threads
-from .fuse import BLOCK, externs
+from .fuse import BLOCK, externs, row_vectors
 from .interpret import (OP_CAST, P_ACC, P_AFFINE_BWD, P_AFFINE_FWD, P_BWD, P_CMP, P_COPY,
                         P_FWD, P_SEED, P_SEEDSLOT, P_TAKE, P_VALUE, P_ZERO, sources_stamp)
 from .kernels import ENTRY_OPTIONS, LINE, SMALL_MATMUL
@@ -118,6 +118,8 @@ class _Writer:
         self.pieces = []                # (code, slots): one per record or event
         self.parallel = False           # a fused pass runs its blocks on several threads
         self.fused = False              # it has a fused pass
+        self.rowvec, self.rows_of = {}, {}  # in a fused block: record -> its operand that
+                                            # is a row broadcast over the rows, slot -> width
         # With one thread (tapegrad.set_num_threads) a fused pass is written without prange,
         # which halves its compile; a path is compiled again when the count goes from one to
         # more or back (compile.Path.fast_args)
@@ -184,6 +186,8 @@ class _Writer:
             return f"np.float{32 if d == 0 else 64}({float(self.C[d][-s - 1])!r})"
         if s < 0:
             return f"{self.arr('C', d)}[{self.param(-s - 1)}]"
+        if s in self.rows_of:           # a row broadcast over a fused block's rows (a bias)
+            return f"{self.arr('F', d)}[{self.o(s)} + {i} % {self.rows_of[s]}]"
         if self.size[s] == n:
             return f"{self.arr('F', d)}[{self.o(s)} + {i}]"
         return f"{self.arr('F', d)}[{self.o(s)}]"
@@ -219,7 +223,7 @@ class _Writer:
             self.loop(n, [f"{Y} = {self.arr('F', 1 - d)}[{self.o(a)} + i]"])
         elif op <= LAST_UNARY:
             self.loop(n, [f"{Y} = {self.rule(op, 'fwd', self.elem(d, a, n), d, aux)}"])
-        elif op <= LAST_BINARY and aux < 0:
+        elif op <= LAST_BINARY and (aux < 0 or i in self.rowvec):
             x, y = self.elem(d, a, n), self.elem(d, b, n)
             self.loop(n, [f"{Y} = {self.rule(op, 'fwd', f'{x}, {y}', d, aux)}"])
         elif op in (OP_SUM, OP_MEAN, OP_NORM):
@@ -282,7 +286,7 @@ class _Writer:
             r = self.rule(op, "bwd", x if op == OP_CLAMP else f"{x}, {F}[{self.o(out)} + i]", d,
                           aux)                   # clamp_bwd(x, lo, hi); the others (x, out)
             self.loop(n, take + [f"{G}[{self.g(a)} + i] += g * {r}"])
-        elif op <= LAST_BINARY and aux < 0:
+        elif op <= LAST_BINARY and (aux < 0 or i in self.rowvec):
             x, y = self.elem(d, a, n), self.elem(d, b, n)
             r = self.rule(op, "bwd", f"{x}, {y}, {F}[{self.o(out)} + i]", d, aux)
             body = take + [f"da, db = {r}"]
@@ -291,7 +295,8 @@ class _Writer:
                 body = take + [f"{'da' if ga else 'db'} = {self.call(half)}({x}, {y})"]
             for s, on, grad in ((a, ga, "da"), (b, gb, "db")):
                 if on:
-                    at = f"{self.g(s)} + i" if self.size[s] == n else self.g(s)
+                    at = (f"{self.g(s)} + i % {self.rows_of[s]}" if s in self.rows_of else
+                          f"{self.g(s)} + i" if self.size[s] == n else self.g(s))
                     body.append(f"{G}[{at}] += g * {grad}")
             self.loop(n, body)
         elif op in (OP_SUM, OP_MEAN, OP_NORM):
@@ -368,8 +373,12 @@ class _Writer:
         # the scratch S: w's gradient (kw elements, if w needs one), then the gradient of each
         # size-1 operand the region sums (a bias), all for a loss gradient of 1
         kw = k * p if int(self.R[i0, 5]) & GB else 0
-        ext = externs(self.R, i0, im)
-        width = kw + len(ext)
+        ext = externs(self.R, i0, im, self.M, self.size)
+        at = np.cumsum([kw] + [w for _, w in ext])      # where each extern's gradient goes
+        width = int(at[-1])
+        self.rowvec = {r: v for r, v in row_vectors(self.R, self.M, self.size, i0, im,
+                                                     p).items() if v is not None}
+        self.rows_of = {v: p for v in self.rowvec.values()}
         self.fused = True
         self.parallel = not self.serial
         # the blocks are split into one run per thread (prange); each run sums its loss and
@@ -391,8 +400,9 @@ class _Writer:
         self.depth += 1
         self.emit("part = 0.0")
         self.emit("U = Ut[c]")
-        for e in range(len(ext)):
-            self.emit(f"u{e} = 0.0")
+        for e, (_, w) in enumerate(ext):
+            if w == 1:
+                self.emit(f"u{e} = 0.0")
         self.emit(f"for blk in range(c * {blocks} // nth, (c + 1) * {blocks} // nth):")
         self.depth += 1
         self.emit(f"start = blk * {rows}")
@@ -409,14 +419,17 @@ class _Writer:
             self.affine_rows(i0, im, kw, a, b, z, q, ba, bb, F, G, n if mean else 0)
         else:
             self.affine_block(i0, im, kw, z, q, n * p if mean else 0, rows, n, mm, F, G)
-        # the size-1 operands' gradients: summed by each run in float64, then kept in U
-        for e, s in enumerate(ext):
-            acc = f"{G}[{self.g(s)}] += "
-            self.lines[at_block:] = [ln.replace(acc, f"u{e} += ") for ln in
-                                     self.lines[at_block:]]
+        # the size-1 operands' gradients: summed by each run in float64, then kept in U; a
+        # row's (a bias of p columns): summed in U by each run
+        for e, (s, w) in enumerate(ext):
+            acc, to = ((f"{G}[{self.g(s)}] += ", f"u{e} += ") if w == 1 else
+                       (f"{G}[{self.g(s)} + i % {w}] += ", f"U[{at[e]} + i % {w}] += "))
+            self.lines[at_block:] = [ln.replace(acc, to) for ln in self.lines[at_block:]]
+        self.rowvec, self.rows_of = {}, {}
         self.depth -= 1
-        for e in range(len(ext)):
-            self.emit(f"U[{kw + e}] = u{e}")
+        for e, (_, w) in enumerate(ext):
+            if w == 1:
+                self.emit(f"U[{at[e]}] = u{e}")
         self.emit("At[c] = part")
         self.depth -= 1
         self.emit("acc = 0.0")
@@ -558,9 +571,11 @@ class _Writer:
             bb = int(self.M[aux + 5])
             self.loop(kw, [f"{G}[{self.g(b)} + {bb} + i] += g * {G}[{self.g(S)} + i]",
                            f"{G}[{self.g(S)} + i] = 0"])
-        for e, s in enumerate(externs(self.R, i0, im)):
-            self.emit(f"{G}[{self.g(s)}] += g * {G}[{self.g(S)} + {kw + e}]")
-            self.emit(f"{G}[{self.g(S)} + {kw + e}] = 0")
+        at = kw
+        for s, w in externs(self.R, i0, im, self.M, self.size):
+            self.loop(w, [f"{G}[{self.g(s)} + i] += g * {G}[{self.g(S)} + {at} + i]",
+                          f"{G}[{self.g(S)} + {at} + i] = 0"])
+            at += w
 
     def first(self, s):
         return f"np.float64({self.arr('F', int(self.dt[s]))}[{self.o(s)}])"

@@ -22,14 +22,16 @@ fuses what it can prove equivalent:
 - each elementwise record reads at least one value of the region (both operands may: d * d,
   or the branches of Huber's loss, a DAG); its other operand is an immediate, a size-1 slot
   (a bias, a scale: if it needs a gradient, the pass sums that gradient over the elements, an
-  "extern") or a same-size slot that needs no gradient (the targets);
+  "extern") or a same-size slot that needs no gradient (the targets); for a product of p > 1
+  columns also a row of p broadcast over the rows (the bias of nn.Linear(d, p): an extern of
+  width p, its gradient summed over the rows per column);
 - the region ends in a sum or mean over all elements;
 - each value of the region is written once and read by the region's records only, and no
   record writes a slot that an earlier record of the region read;
 - the forward records are consecutive within one run of records, and their backward rows are
   consecutive in the program, last record first.
-The scratch slot holds w's gradient (if w needs one) and then each extern's, for a loss
-gradient of 1; P_AFFINE_BWD scales them by the loss's gradient into the gradients.
+The scratch slot holds w's gradient (if w needs one) and then each extern's (1 or p values),
+for a loss gradient of 1; P_AFFINE_BWD scales them by the loss's gradient into the gradients.
 Values are those of the records, computed by the same rules and rounded to the arena's dtype.
 The loss sums in the same order; w's gradient is summed per row or block and per run (and
 scaled by the loss's gradient after the sum), so it rounds differently from the unfused
@@ -95,6 +97,11 @@ def _region(R, M, size, dt, i0, uses):
         if op <= LAST_UNARY:
             if a not in inside:
                 return -1
+        elif op <= LAST_BINARY and aux >= 0 and p > 1:
+            # a bias of the product's p columns: the other operand a row of p broadcast
+            # over the rows (if it needs a gradient, the pass sums it over the rows)
+            if row_vector(M, aux, size, a, b, inside, p) is None:
+                return -1
         elif op <= LAST_BINARY and aux < 0 and (a in inside or b in inside):
             for s, bit in ((a, GA), (b, GB)):
                 if s in inside or s < 0:
@@ -110,15 +117,51 @@ def _region(R, M, size, dt, i0, uses):
     return -1
 
 
-def externs(R, i0, im):
-    """The size-1 operands of region i0..im (not the product's) whose gradient it sums, in
-    order of first use: a bias, a learned scale."""
-    inside, found = {int(R[i0, 3])}, []
+def row_vector(M, aux, size, a, b, inside, p):
+    """For a broadcasting binary record (metadata at aux) of a region of p columns: the
+    operand that is a row of p broadcast over the rows, the other being a value of the
+    region laid out as the result; else None."""
+    nd = int(M[aux])
+    shape = [int(v) for v in M[aux + 1:aux + 1 + nd]]
+    strides = {a: [int(v) for v in M[aux + 1 + nd:aux + 1 + 2 * nd]],
+               b: [int(v) for v in M[aux + 1 + 2 * nd:aux + 1 + 3 * nd]]}
+    if a == b or nd < 1 or shape[-1] != p:
+        return None
+    full, run = [], 1
+    for n in reversed(shape):
+        full.insert(0, run)
+        run *= n
+    for s, t in ((a, b), (b, a)):
+        if (s >= 0 and s not in inside and t in inside and size[s] == p
+                and strides[s] == [0] * (nd - 1) + [1]
+                and [st for st, n in zip(strides[t], shape) if n > 1]
+                == [f for f, n in zip(full, shape) if n > 1]):
+            return s
+    return None
+
+
+def row_vectors(R, M, size, i0, im, p):
+    """{record: its operand that is a row of p broadcast over the rows} in region i0..im."""
+    inside, found = {int(R[i0, 3])}, {}
     for i in range(i0 + 1, im):
-        a, b, out, flags = int(R[i, 1]), int(R[i, 2]), int(R[i, 3]), int(R[i, 5])
+        op, a, b, out, aux = (int(v) for v in R[i, :5])
+        if LAST_UNARY < op <= LAST_BINARY and aux >= 0:
+            found[i] = row_vector(M, aux, size, a, b, inside, p)
+        inside.add(out)
+    return found
+
+
+def externs(R, i0, im, M=None, size=None):
+    """The operands of region i0..im (not the product's) whose gradient it sums, in order of
+    first use, with their widths: (slot, 1) for a size-1 operand (a bias of one column, a
+    learned scale), (slot, p) for a row of the product's p columns (a bias of p)."""
+    inside, found, seen = {int(R[i0, 3])}, [], set()
+    for i in range(i0 + 1, im):
+        a, b, out, aux, flags = (int(v) for v in R[i, 1:6])
         for s, bit in ((a, GA), (b, GB)) if R[i, 0] > LAST_UNARY else ():
-            if s >= 0 and s not in inside and flags & bit and s not in found:
-                found.append(s)
+            if s >= 0 and s not in inside and flags & bit and s not in seen:
+                seen.add(s)
+                found.append((s, 1 if aux < 0 else int(size[s])))
         inside.add(out)
     return found
 
@@ -153,7 +196,7 @@ def affine_loss(rows, descs, R, M, size, dt, alloc):
         # the scratch: w's gradient (if it needs one), then each extern's, for a loss gradient
         # of 1 (the backward row scales them by the loss's gradient)
         kp = int(M[aux + 2] * M[aux + 3]) if flags & GB else 0
-        ne = len(externs(R, i, im))
+        ne = sum(w for _, w in externs(R, i, im, M, size))
         S = alloc(int(dt[R[i, 3]]), kp + ne) if kp + ne else -1
         j, f = pos[0], run[0]
         rows[j:j + len(bwd)] = [(P_AFFINE_BWD, i, im, S, 0, 0)]

@@ -369,6 +369,64 @@ def test_fused_module_program_equals_eager(fusing, loss, optimizer):
         np.testing.assert_allclose(pc, pe, rtol=1e-11, atol=1e-14)
 
 
+@pytest.mark.parametrize("outputs", [3, 7])        # 7: the register tiles (k = 16)
+@pytest.mark.parametrize("loss", ["MSELoss", "HuberLoss"])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_fused_bias_of_several_outputs_equals_eager(fusing, outputs, loss, threads):
+    """nn.Linear(d, k) with its bias of k: the bias is a row broadcast over the rows, fused
+    with the product; its gradient summed over the rows by each run of blocks."""
+    rng = np.random.default_rng(outputs)
+    X = tg.tensor(rng.standard_normal((5000, 16)))
+    y = tg.tensor(rng.standard_normal((5000, outputs)))
+    before = tg.get_num_threads()
+    tg.set_num_threads(threads)
+    runs = []
+    try:
+        for mode in ("eager", "compiled"):
+            tg.manual_seed(11)
+            model = tg.nn.Linear(16, outputs, dtype=tg.float64)
+            step = _module_step(model, MODULE_LOSSES[loss](),
+                                tg.optim.SGD(model.parameters(), lr=0.05, momentum=0.9))
+            fn = tg.compile(step, specialize_after=0) if mode == "compiled" else step
+            losses = [fn(X, y).item() for _ in range(3)]
+            if mode == "compiled":
+                losses += list(fn.run(3, X, y))
+                assert _fused_rows(fn) == 2
+                _runs_fused_code(fn)
+            else:
+                losses += [fn(X, y).item() for _ in range(3)]
+            runs.append((losses, _params(model)))
+    finally:
+        tg.set_num_threads(before)
+    np.testing.assert_allclose(runs[1][0], runs[0][0], rtol=1e-11)
+    for pc, pe in zip(runs[1][1], runs[0][1]):
+        np.testing.assert_allclose(pc, pe, rtol=1e-11, atol=1e-14)
+
+
+def test_column_broadcast_is_not_a_bias(fusing):
+    """(n, p) + (n, 1) with n == p has a row's size, but broadcasts down the columns: not
+    fused as a bias, and the values are eager's."""
+    rng = np.random.default_rng(3)
+    X = tg.tensor(rng.standard_normal((40, 30)))
+    c = tg.tensor(rng.standard_normal((40, 1)), requires_grad=True)
+    runs = []
+    for mode in ("eager", "compiled"):
+        w = tg.tensor(np.linspace(-1, 1, 30 * 40).reshape(30, 40), requires_grad=True)
+
+        def step(X):
+            loss = ((X @ w + c) ** 2).mean()
+            loss.backward()
+            return loss
+        fn = tg.compile(step, specialize_after=0) if mode == "compiled" else step
+        losses = [fn(X).item() for _ in range(3)]
+        if mode == "compiled":
+            assert _fused_rows(fn) == 0
+        runs.append((losses, w.grad.numpy().copy(), c.grad.numpy().copy()))
+        c.grad = None
+    for a, b in zip(runs[1], runs[0]):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
+
+
 def test_fused_bias_only_gradient(fusing):
     """The weight frozen, only the bias learns. The product then needs no gradient and has no
     backward row, so nothing is fused (the region starts with a product that needs one); the
@@ -433,13 +491,14 @@ def test_fused_module_program_specialized_equals_interpreted_float32(fusing, los
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
 
 
-def test_fused_module_program_matches_torch(fusing):
+@pytest.mark.parametrize("outputs", [1, 6])
+def test_fused_module_program_matches_torch(fusing, outputs):
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(15)
     Xn = rng.standard_normal((4000, 32)).astype(np.float32)
-    yn = (Xn @ rng.standard_normal((32, 1)) + 0.5).astype(np.float32)
-    model = tg.nn.Linear(32, 1)
-    ref = torch.nn.Linear(32, 1)
+    yn = (Xn @ rng.standard_normal((32, outputs)) + 0.5).astype(np.float32)
+    model = tg.nn.Linear(32, outputs)
+    ref = torch.nn.Linear(32, outputs)
     with torch.no_grad():
         ref.weight.copy_(torch.from_numpy(model.weight.detach().numpy().copy()))
         ref.bias.copy_(torch.from_numpy(model.bias.detach().numpy().copy()))
