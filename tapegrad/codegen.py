@@ -371,7 +371,8 @@ class _Writer:
         blocks = -(-n // rows)
         gs = self.g(S) if S >= 0 else "0"
         # the scratch S: w's gradient (kw elements, if w needs one), then the gradient of each
-        # size-1 operand the region sums (a bias), all for a loss gradient of 1
+        # operand the region sums (a bias: 1 value, or p for a row of the p columns), all for
+        # a loss gradient of 1
         kw = k * p if int(self.R[i0, 5]) & GB else 0
         ext = externs(self.R, i0, im, self.M, self.size)
         at = np.cumsum([kw] + [w for _, w in ext])      # where each extern's gradient goes
