@@ -1039,6 +1039,13 @@ class Compiled:
             lf.grad_out = t._grad
             leaves.append(lf)
         path = Path(rec, inputs, leaves, outputs, _closure_tensors(self.fn), live0)
+        # the result as later calls give it: tensors of their own, not the recorded slots,
+        # which every replay writes again (a kept list of losses would change under the user)
+        fresh = []
+        for o in _tensor_outputs(outputs):
+            fresh.append(T.alloc(*T.key[o[1]]))
+            _copy(o[1], fresh[-1])
+        result = self._outputs(outputs, args, results=iter(fresh))
         T.reset()
         self.n_records += 1
         self.last = path

@@ -587,3 +587,35 @@ def test_code_in_the_disk_cache_loads_at_once(tmp_path):
     # the same losses in every tier
     histories = {o.splitlines()[0] for runs in out.values() for o in runs}
     assert len(histories) == 1, histories
+
+
+@pytest.mark.parametrize("pair", [False, True])
+def test_results_kept_from_every_call_keep_their_values(pair):
+    """losses.append(step(X, y)) and .item() later, as torch users write: the tensor the
+    recording call returned is not the slot that later replays write again."""
+    rng = np.random.default_rng(5)
+    X = tg.tensor(rng.standard_normal((200, 3)))
+    y = tg.tensor(rng.standard_normal((200, 1)))
+    runs = []
+    for mode in ("eager", "compiled"):
+        tg.manual_seed(6)
+        model = tg.nn.Linear(3, 1).to(tg.float64)
+        opt = tg.optim.SGD(model.parameters(), lr=0.05)
+
+        def step(X, y):
+            opt.zero_grad()
+            pred = model(X)
+            loss = tg.nn.functional.mse_loss(pred, y)
+            loss.backward()
+            opt.step()
+            return (loss, pred) if pair else loss
+        fn = tg.compile(step) if mode == "compiled" else step
+        kept = [fn(X, y) for _ in range(6)]
+        if pair:
+            runs.append(([l.item() for l, _ in kept], [p.detach().numpy().copy() for _, p in kept]))
+        else:
+            runs.append(([l.item() for l in kept], []))
+    np.testing.assert_allclose(runs[1][0], runs[0][0], rtol=1e-12)
+    assert len(set(runs[1][0])) == 6                # every step's own loss
+    for a, b in zip(runs[1][1], runs[0][1]):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
