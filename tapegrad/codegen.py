@@ -28,7 +28,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from . import threads
-from .fuse import BLOCK, externs, row_vectors
+from .fuse import BLOCK, externs, products, row_vectors
 from .interpret import (OP_CAST, P_ACC, P_AFFINE_BWD, P_AFFINE_FWD, P_BWD, P_CMP, P_COPY,
                         P_FWD, P_SEED, P_SEEDSLOT, P_TAKE, P_VALUE, P_ZERO, sources_stamp)
 from .kernels import ENTRY_OPTIONS, LINE, SMALL_MATMUL
@@ -120,6 +120,8 @@ class _Writer:
         self.fused = False              # it has a fused pass
         self.rowvec, self.rows_of = {}, {}  # in a fused block: record -> its operand that
                                             # is a row broadcast over the rows, slot -> width
+        self.region, self.local = set(), {}     # a fused pass's values; its buffers (name ->
+                                                # (name, columns))
         # With one thread (tapegrad.set_num_threads) a fused pass is written without prange,
         # which halves its compile; a path is compiled again when the count goes from one to
         # more or back (compile.Path.fast_args)
@@ -367,21 +369,26 @@ class _Writer:
         d = int(self.dt[z])
         F, G = self.arr("F", d), self.arr("G", d)
         n, k, p, ba, bb = (int(v) for v in self.M[aux + 1:aux + 6])
+        prods, side = products(self.R, self.M, i0, im)
+        N = int(self.size[q])                   # the elements the loss sums
         rows = max(1, BLOCK // max(k, 1))
         blocks = -(-n // rows)
         gs = self.g(S) if S >= 0 else "0"
-        # the scratch S: w's gradient (kw elements, if w needs one), then the gradient of each
-        # operand the region sums (a bias: 1 value, or p for a row of the p columns), all for
-        # a loss gradient of 1
-        kw = k * p if int(self.R[i0, 5]) & GB else 0
+        # the scratch S: each product's other operand's gradient (w's, if it needs one), then
+        # the gradient of each operand the region sums (a bias: 1 value, or p for a row of
+        # the p columns), all for a loss gradient of 1
+        kw = prods[0][5]
         ext = externs(self.R, i0, im, self.M, self.size)
-        at = np.cumsum([kw] + [w for _, w in ext])      # where each extern's gradient goes
+        at = np.cumsum([0] + [w[5] for w in prods] + [w for _, w in ext])
+        wat, at = at[:len(prods)], at[len(prods):]      # where each gradient goes
         width = int(at[-1])
-        self.rowvec = {r: v for r, v in row_vectors(self.R, self.M, self.size, i0, im,
-                                                     p).items() if v is not None}
-        self.rows_of = {v: p for v in self.rowvec.values()}
+        self.rowvec = {r: v for r, v in row_vectors(self.R, self.M, self.size, i0,
+                                                     im).items() if v is not None}
+        self.rows_of = {v: int(self.size[v]) for v in self.rowvec.values()}
         self.fused = True
         self.parallel = not self.serial
+        for r in side:                  # the strided copies of a later product's operand
+            self.forward(r)
         # the blocks are split into one run per thread (prange); each run sums its loss and
         # its gradient on its own, and the runs are added in order. With one thread the loss
         # sums in the interpreter's order (the gradient sums per block).
@@ -396,11 +403,11 @@ class _Writer:
         line = LINE // (4 if d == 0 else 8)
         self.emit(f"Ut = np.zeros((nth, {-(-width // line) * line + line}), "
                   f"np.float{32 if d == 0 else 64})")
-        at_runs = len(self.lines)
         self.emit(f"for c in {'range' if self.serial else 'prange'}(nth):")
         self.depth += 1
         self.emit("part = 0.0")
         self.emit("U = Ut[c]")
+        at_run = len(self.lines)
         for e, (_, w) in enumerate(ext):
             if w == 1:
                 self.emit(f"u{e} = 0.0")
@@ -408,18 +415,17 @@ class _Writer:
         self.depth += 1
         self.emit(f"start = blk * {rows}")
         self.emit(f"nr = min({rows}, {n} - start)")
-        self.emit(f"e0 = start * {p}")
-        self.emit(f"e1 = e0 + nr * {p}")
         # k and p reach the product kernels as runtime values: inlined with literal sizes,
         # LLVM unrolls the row's dot product instead of vectorizing it (4x slower)
         self.arrays.add("M")
-        mm = f"{self.o(a)} + {ba} + start * kk, {self.o(b)} + {bb}, "
-        self.emit(f"kk, pp = M[{self.param(aux)} + 2], M[{self.param(aux)} + 3]")
         at_block = len(self.lines)
-        if p == 1:
+        self.region = {int(self.R[i, 3]) for i in range(i0, im) if i not in side}
+        if p == 1 and len(prods) == 1:
+            self.emit(f"e0 = start * {p}")
+            self.emit(f"kk = M[{self.param(aux)} + 2]")
             self.affine_rows(i0, im, kw, a, b, z, q, ba, bb, F, G, n if mean else 0)
         else:
-            self.affine_block(i0, im, kw, z, q, n * p if mean else 0, rows, n, mm, F, G)
+            self.affine_block(i0, im, prods, side, wat, q, N if mean else 0, rows, n, F, G)
         # the size-1 operands' gradients: summed by each run in float64, then kept in U; a
         # row's (a bias of p columns): summed in U by each run
         for e, (s, w) in enumerate(ext):
@@ -432,6 +438,13 @@ class _Writer:
             if w == 1:
                 self.emit(f"U[{at[e]}] = u{e}")
         self.emit("At[c] = part")
+        # the block's values and gradients that no tensor names: in buffers of one block per
+        # run, not the arena, so a block's intermediate values never go out to memory
+        pad = "    " * (self.depth)
+        self.lines[at_run:at_run] = [f"{pad}{name} = np.zeros({rows * w}, np.float"
+                                     f"{32 if d == 0 else 64})"
+                                     for name, w in self.local.values()]
+        self.region, self.local = set(), {}
         self.depth -= 1
         self.emit("acc = 0.0")
         self.emit("for c in range(nth):")
@@ -442,7 +455,7 @@ class _Writer:
             self.depth += 1
             self.loop(width, [f"{G}[{gs} + i] += Ut[c, i]"])
             self.depth -= 1
-        self.emit(f"{F}[{self.o(L)}] = " + (f"acc / {n * p}" if mean else "acc"))
+        self.emit(f"{F}[{self.o(L)}] = " + (f"acc / {N}" if mean else "acc"))
 
     def affine_rows(self, i0, im, kw, a, b, z, q, ba, bb, F, G, mean):
         """A single-column product (X @ w): one pass over the rows, each read once, as the
@@ -529,54 +542,116 @@ class _Writer:
         for r in range(im - 1, i0, -1):
             self.backward(r)
 
-    def affine_block(self, i0, im, kw, z, q, mean, rows, n, mm, F, G):
-        """A product of several columns: its rows a block at a time, the product and its
-        gradient by the row kernels, the chain's records in loops over the block."""
-        self.emit(f"{self.call('mm_rows_fwd')}({F}, {F}, {F}, {mm}{self.o(z)} + e0, nr, kk, pp)")
-        self.span, first = True, len(self.lines)
-        self.chain(i0, im, q, F, G, mean)
-        self.span = False
-        self.block_views(first)
-        # typed numbers, not literals: a literal argument compiles the kernel once more. pf:
-        # the rows of the next block are prefetched while this block's gradient is summed
-        self.emit(f"pf = {rows} * kk if start + {2 * rows} <= {n} else 0")
-        self.emit(f"{self.call('mm_rows_bwd')}({F}, {F}, {G}, U, {G}, {mm}np.int64(0), "
-                  f"np.int64(0), {self.g(z)} + e0, nr, kk, pp, np.bool_(False), "
-                  f"np.bool_({kw > 0}), pf)")
-        self.emit("for i in range(e0, e1):")
-        self.emit(f"{G}[{self.g(z)} + i] = 0", 1)
+    def affine_block(self, i0, im, prods, side, wat, q, mean, rows, n, F, G):
+        """Products of several columns (and hidden layers: further products of a region
+        value): a block of rows at a time, each product and its gradient by the row kernels,
+        the records between them in loops over the block's elements; forward through every
+        product, then back through them, while the block is in cache."""
+        stages = []                     # the records after each product, up to the next one
+        for j, (r, *_) in enumerate(prods):
+            end = prods[j + 1][0] if j + 1 < len(prods) else im
+            stages.append([i for i in range(r + 1, end) if i not in side])
+        for j, (r, k, p, ba, bb, kw) in enumerate(prods):
+            a, b, z, aux = (int(v) for v in self.R[r, 1:5])
+            self.emit(f"kk{j}, pp{j} = M[{self.param(aux)} + 2], M[{self.param(aux)} + 3]")
+            A, oa = ((F, f"{self.o(a)} + {ba} + start * kk0") if j == 0 else
+                     self.block_at("F", a, prods[j - 1][2]))
+            Z, oz = self.block_at("F", z, p)
+            self.emit(f"{self.call('mm_rows_fwd')}({A}, {F}, {Z}, {oa}, {self.o(b)} + {bb}, "
+                      f"{oz}, nr, kk{j}, pp{j})")
+            self.span, first = True, len(self.lines)
+            for i in stages[j]:
+                self.forward(i)
+            if j == len(prods) - 1:
+                self.loop(0, [f"part += {F}[{self.o(q)} + i]"])
+                self.loop(0, [f"{G}[{self.g(q)} + i] += " + (f"1.0 / {mean}" if mean else
+                                                             "1.0")])
+                for i in reversed(stages[j]):
+                    self.backward(i)
+            self.span = False
+            self.block_views(first, p)
+        for j in range(len(prods) - 1, -1, -1):
+            r, k, p, ba, bb, kw = prods[j]
+            a, b, z, aux, flags = (int(v) for v in self.R[r, 1:6])
+            if j < len(prods) - 1:
+                self.span, first = True, len(self.lines)
+                for i in reversed(stages[j]):
+                    self.backward(i)
+                self.span = False
+                self.block_views(first, p)
+            GZ, gz = self.block_at("G", z, p)
+            if j == 0:
+                # typed numbers, not literals: a literal argument compiles the kernel once
+                # more. pf: the rows of the next block are prefetched while this block's
+                # gradient is summed
+                self.emit(f"pf = {rows} * kk0 if start + {2 * rows} <= {n} else 0")
+                self.emit(f"{self.call('mm_rows_bwd')}({F}, {F}, {G}, U, {GZ}, "
+                          f"{self.o(a)} + {ba} + start * kk0, {self.o(b)} + {bb}, np.int64(0), "
+                          f"np.int64({wat[0]}), {gz}, nr, kk0, pp0, np.bool_(False), "
+                          f"np.bool_({kw > 0}), pf)")
+            else:
+                A, oa = self.block_at("F", a, prods[j - 1][2])
+                GA_, ga = self.block_at("G", a, prods[j - 1][2])
+                self.emit(f"{self.call('mm_rows_bwd')}({A}, {F}, {GA_}, U, {GZ}, {oa}, "
+                          f"{self.o(b)} + {bb}, {ga}, np.int64({wat[j]}), {gz}, nr, kk{j}, "
+                          f"pp{j}, np.bool_({bool(flags & GA)}), np.bool_({kw > 0}), "
+                          f"np.int64(0))")
+            self.emit(f"for i in range(nr * {p}):")
+            self.emit(f"{GZ}[{gz} + i] = 0", 1)
 
-    def block_views(self, first):
+    def block_at(self, kind, s, p):
+        """The array and offset of a block's values (kind "F") or gradients ("G") of region
+        value s, of p columns: a buffer of the run's own if no tensor names s, else the
+        arena's elements of the block's rows."""
+        name = self.o(s) if kind == "F" else self.g(s)
+        if s not in self.kept:
+            buf = f"L{name}"
+            self.local[buf] = (buf, p)
+            return buf, "np.int64(0)"
+        return self.arr(kind, int(self.dt[s])), f"{name} + start * {p}"
+
+    def block_views(self, first, p):
         """Rewrite the block's element accesses `F32[o3 + i]` as `F32_o3[i]` on views of the
-        block, made once per block: an index Numba cannot prove non-negative gets a
-        negative-index check per element, which stops LLVM from vectorizing the loop."""
-        views = {}
+        block's elements (p of each row), made once per block: an index Numba cannot prove
+        non-negative gets a negative-index check per element, which stops LLVM from
+        vectorizing the loop. A value no tensor names is in a buffer of the run's own."""
+        views, slot = {}, {f"{kind}{k}": s for s, k in self.slots.items() for kind in "og"}
 
         def view(m):
             name = f"{m[1]}_{m[2]}"
-            views[name] = f"{name} = {m[1]}[{m[2]} + e0:{m[2]} + e1]"
+            s = slot[m[2]]
+            if s in self.kept or s not in self.region:
+                views[name] = f"{name} = {m[1]}[{m[2]} + start * {p}:{m[2]} + start * {p} + ne]"
+            else:
+                buf = f"L{m[2]}"
+                self.local[buf] = (buf, p)
+                views[name] = f"{name} = {buf}[:ne]"
             return f"{name}[i]"
         body = [re.sub(r"\b([FG](?:32|64))\[([og]\d+) \+ i\]", view, ln)
                 for ln in self.lines[first:]]
         pad = "    " * self.depth
-        self.lines[first:] = [pad + "ne = e1 - e0"] + [pad + v for v in views.values()] + body
+        self.lines[first:] = ([pad + f"ne = nr * {p}"] + [pad + v for v in views.values()]
+                              + body)
 
     def affine_backward(self, i0, im, S):
         L, d = int(self.R[im, 3]), int(self.dt[self.R[i0, 3]])
         G = self.arr("G", d)
         self.emit(f"g = {G}[{self.g(L)}]")
         self.emit(f"{G}[{self.g(L)}] = 0")
-        b, aux = int(self.R[i0, 2]), int(self.R[i0, 4])
-        kw = int(self.M[aux + 2] * self.M[aux + 3]) if int(self.R[i0, 5]) & GB else 0
-        if kw:
-            bb = int(self.M[aux + 5])
-            self.loop(kw, [f"{G}[{self.g(b)} + {bb} + i] += g * {G}[{self.g(S)} + i]",
-                           f"{G}[{self.g(S)} + i] = 0"])
-        at = kw
+        prods, side = products(self.R, self.M, i0, im)
+        at = 0
+        for r, k, p, ba, bb, kw in prods:
+            if kw:
+                b = int(self.R[r, 2])
+                self.loop(kw, [f"{G}[{self.g(b)} + {bb} + i] += g * {G}[{self.g(S)} + {at} + i]",
+                               f"{G}[{self.g(S)} + {at} + i] = 0"])
+                at += kw
         for s, w in externs(self.R, i0, im, self.M, self.size):
             self.loop(w, [f"{G}[{self.g(s)} + i] += g * {G}[{self.g(S)} + {at} + i]",
                           f"{G}[{self.g(S)} + {at} + i] = 0"])
             at += w
+        for r in reversed(side):        # the strided copies' backward, after the products'
+            self.backward(r)
 
     def first(self, s):
         return f"np.float64({self.arr('F', int(self.dt[s]))}[{self.o(s)}])"

@@ -45,7 +45,8 @@ specialized step took 31.7 ms unfused and 15.4 ms with blocks; a row at a time i
 """
 from .interpret import P_AFFINE_BWD, P_AFFINE_FWD, P_BWD, P_FWD
 from .kernels import SMALL_MATMUL
-from .ops import (DIFF, GA, GB, LAST_BINARY, LAST_UNARY, OP_MATMUL, OP_MEAN, OP_SUM)
+from .ops import (DIFF, GA, GB, LAST_BINARY, LAST_UNARY, OP_MATMUL, OP_MEAN, OP_STRIDED,
+                  OP_SUM)
 
 
 def _readers(R, rows):
@@ -68,7 +69,11 @@ def _region(R, M, size, dt, i0, uses):
 
     The region is the product and the records after it, up to a full sum or mean: each
     elementwise, each reading at least one of the region's values (several: a DAG, as Huber's
-    loss is), and no value of the region read outside it."""
+    loss is), or a further product of a region value (n, p) by an operand outside it (a
+    hidden layer's output by the next layer's weights: the width becomes that product's), or
+    a strided copy of such an operand (the next nn.Linear's W.t(), recorded between the
+    layers: run before the pass, its backward after); and no value of the region read outside
+    it."""
     op, a, b, z, aux, flags = (int(v) for v in R[i0, :6])
     if op != OP_MATMUL or flags & GA or not flags & DIFF or M[aux] != 1:
         return -1
@@ -76,11 +81,20 @@ def _region(R, M, size, dt, i0, uses):
     if n * k * p <= SMALL_MATMUL:
         return -1
     N, inside, reads, read, i = n * p, {z}, {}, {a, b}, i0 + 1
+    side, weights = set(), set()
     while i < len(R):
         op, a, b, out, aux, flags = (int(v) for v in R[i, :6])
         operands = (a, b) if op > LAST_UNARY else (a,)
+        if out in inside or out in read or out in side:
+            return -1
+        if op == OP_STRIDED and a not in inside:
+            # a copy of a later product's other operand (W.t()), which reads no region value
+            side.add(out)
+            read.add(a)
+            i += 1
+            continue
         read.update(operands)
-        if not flags & DIFF or dt[out] != dt[z] or out in inside or out in read:
+        if not flags & DIFF or dt[out] != dt[z]:
             return -1
         for s in operands:
             if s in inside:
@@ -88,13 +102,24 @@ def _region(R, M, size, dt, i0, uses):
         if op in (OP_SUM, OP_MEAN):
             if a not in inside or tuple(int(v) for v in M[aux:aux + 3]) != (1, N, 1):
                 return -1
-            # each value of the region: written once, read by the region's records only
+            # each value of the region: written once, read by the region's records only;
+            # each strided copy: written once, read by a product of the region only
             if any(uses.get(s, 0) != 1 + reads.get(s, 0) or not reads.get(s) for s in inside):
                 return -1
+            if side - weights or any(uses.get(s, 0) != 2 for s in side):
+                return -1
             return i
-        if size[out] != N:
+        if op == OP_MATMUL:
+            # a product of a region value (n, p) by an operand from outside
+            if (a not in inside or b in inside or M[aux] != 1 or M[aux + 4] != 0
+                    or (int(M[aux + 1]), int(M[aux + 2])) != (n, p)):
+                return -1
+            p = int(M[aux + 3])
+            N = n * p
+            weights.add(b)
+        elif size[out] != N or a in side or b in side:
             return -1
-        if op <= LAST_UNARY:
+        elif op <= LAST_UNARY:
             if a not in inside:
                 return -1
         elif op <= LAST_BINARY and aux >= 0 and p > 1:
@@ -112,9 +137,26 @@ def _region(R, M, size, dt, i0, uses):
                     return -1
         else:
             return -1
+        if size[out] != N:
+            return -1
         inside.add(out)
         i += 1
     return -1
+
+
+def products(R, M, i0, im):
+    """The products of region i0..im, in order: (record, k, p, ba, bb, kw), kw = k * p if its
+    other operand needs a gradient (the region sums it), else 0; and the region's strided
+    copies of their operands (records run before the pass, their backward after it)."""
+    found, side = [], []
+    for i in range(i0, im):
+        op, aux, flags = int(R[i, 0]), int(R[i, 4]), int(R[i, 5])
+        if op == OP_MATMUL:
+            k, p, ba, bb = (int(v) for v in M[aux + 2:aux + 6])
+            found.append((i, k, p, ba, bb, k * p if flags & GB else 0))
+        elif op == OP_STRIDED:
+            side.append(i)
+    return found, side
 
 
 def row_vector(M, aux, size, a, b, inside, p):
@@ -140,14 +182,18 @@ def row_vector(M, aux, size, a, b, inside, p):
     return None
 
 
-def row_vectors(R, M, size, i0, im, p):
-    """{record: its operand that is a row of p broadcast over the rows} in region i0..im."""
-    inside, found = {int(R[i0, 3])}, {}
-    for i in range(i0 + 1, im):
+def row_vectors(R, M, size, i0, im):
+    """{record: its operand that is a row of the product's p columns broadcast over the rows}
+    in region i0..im (p: the columns of the last product before the record)."""
+    inside, found = set(), {}
+    for i in range(i0, im):
         op, a, b, out, aux = (int(v) for v in R[i, :5])
-        if LAST_UNARY < op <= LAST_BINARY and aux >= 0:
+        if op == OP_MATMUL:
+            p = int(M[aux + 3])
+        elif LAST_UNARY < op <= LAST_BINARY and aux >= 0:
             found[i] = row_vector(M, aux, size, a, b, inside, p)
-        inside.add(out)
+        if op != OP_STRIDED:
+            inside.add(out)
     return found
 
 
@@ -158,6 +204,9 @@ def externs(R, i0, im, M=None, size=None):
     inside, found, seen = {int(R[i0, 3])}, [], set()
     for i in range(i0 + 1, im):
         a, b, out, aux, flags = (int(v) for v in R[i, 1:6])
+        if int(R[i, 0]) in (OP_MATMUL, OP_STRIDED):    # a product's operand is not summed
+            inside.add(out)
+            continue
         for s, bit in ((a, GA), (b, GB)) if R[i, 0] > LAST_UNARY else ():
             if s >= 0 and s not in inside and flags & bit and s not in seen:
                 seen.add(s)
@@ -192,10 +241,10 @@ def affine_loss(rows, descs, R, M, size, dt, alloc):
                                           rows[pos[0]:pos[0] + len(bwd)]] != bwd:
             i = im + 1
             continue
-        flags, aux = int(R[i, 5]), int(R[i, 4])
-        # the scratch: w's gradient (if it needs one), then each extern's, for a loss gradient
-        # of 1 (the backward row scales them by the loss's gradient)
-        kp = int(M[aux + 2] * M[aux + 3]) if flags & GB else 0
+        # the scratch: each product's other operand's gradient (w's, if it needs one), then
+        # each extern's, for a loss gradient of 1 (the backward row scales them by the loss's
+        # gradient)
+        kp = sum(kw for *_, kw in products(R, M, i, im)[0])
         ne = sum(w for _, w in externs(R, i, im, M, size))
         S = alloc(int(dt[R[i, 3]]), kp + ne) if kp + ne else -1
         j, f = pos[0], run[0]

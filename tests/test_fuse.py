@@ -520,3 +520,149 @@ def test_fused_module_program_matches_torch(fusing, outputs):
                                rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(model.bias.detach().numpy(), ref.bias.detach().numpy(),
                                rtol=1e-4, atol=1e-5)
+
+
+# Hidden layers: nn.Linear, an activation, nn.Linear: the second product reads a value of the
+# region (the hidden layer's output), and the second layer's W.t() is recorded between them.
+NETS = {
+    "relu": lambda: [tg.nn.Linear(12, 16), tg.nn.ReLU(), tg.nn.Linear(16, 1)],
+    "tanh 3 outputs": lambda: [tg.nn.Linear(12, 9), tg.nn.Tanh(), tg.nn.Linear(9, 3)],
+    "two hidden layers": lambda: [tg.nn.Linear(12, 16), tg.nn.ReLU(), tg.nn.Linear(16, 8),
+                                  tg.nn.Sigmoid(), tg.nn.Linear(8, 1)],
+    "no biases": lambda: [tg.nn.Linear(12, 7, bias=False), tg.nn.ReLU(),
+                          tg.nn.Linear(7, 1, bias=False)],
+}
+
+
+def _net(name, seed):
+    tg.manual_seed(seed)
+    return tg.nn.Sequential(*NETS[name]()).to(tg.float64)
+
+
+@pytest.mark.parametrize("net", list(NETS))
+@pytest.mark.parametrize("loss", ["MSELoss", "HuberLoss"])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_fused_hidden_layers_equal_eager(fusing, net, loss, threads):
+    """An MLP as users write it: every layer's product, bias and activation and the loss in
+    one fused pass, forward and back through the layers a block of rows at a time; weights,
+    biases and losses are eager's."""
+    rng = np.random.default_rng(len(net))
+    X = tg.tensor(rng.standard_normal((3000, 12)))
+    outputs = 3 if "3 outputs" in net else 1
+    y = tg.tensor(rng.standard_normal((3000, outputs)))
+    before = tg.get_num_threads()
+    tg.set_num_threads(threads)
+    runs = []
+    try:
+        for mode in ("eager", "compiled"):
+            model = _net(net, 21)
+            step = _module_step(model, MODULE_LOSSES[loss](),
+                                tg.optim.SGD(model.parameters(), lr=0.05, momentum=0.9))
+            fn = tg.compile(step, specialize_after=0) if mode == "compiled" else step
+            losses = [fn(X, y).item() for _ in range(3)]
+            if mode == "compiled":
+                losses += list(fn.run(3, X, y))
+                assert _fused_rows(fn) == 2
+                _runs_fused_code(fn)
+            else:
+                losses += [fn(X, y).item() for _ in range(3)]
+            runs.append((losses, _params(model)))
+    finally:
+        tg.set_num_threads(before)
+    np.testing.assert_allclose(runs[1][0], runs[0][0], rtol=1e-11)
+    for pc, pe in zip(runs[1][1], runs[0][1]):
+        np.testing.assert_allclose(pc, pe, rtol=1e-10, atol=1e-13)
+
+
+def test_fused_hidden_layer_gradients_match_numpy(fusing):
+    """The fused pass's gradients of both layers against backpropagation written in NumPy."""
+    rng = np.random.default_rng(22)
+    Xn, yn = rng.standard_normal((2500, 12)), rng.standard_normal((2500, 1))
+    model = _net("relu", 23)
+    loss_fn = tg.nn.MSELoss()
+
+    @tg.compile
+    def grads(X, y):
+        model.zero_grad()
+        loss_fn(model(X), y).backward()
+        return tuple(p.grad.clone() for p in model.parameters())
+    for _ in range(3):
+        got = grads(tg.tensor(Xn), tg.tensor(yn))
+    W1, b1, W2, b2 = (p.detach().numpy() for p in model.parameters())
+    Z = Xn @ W1.T + b1
+    H = np.maximum(Z, 0)
+    dz2 = 2 / 2500 * (H @ W2.T + b2 - yn)
+    dZ = (dz2 @ W2) * (Z > 0)
+    want = (dZ.T @ Xn, dZ.sum(0), dz2.T @ H, dz2.sum(0))
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g.numpy(), w, rtol=1e-11, atol=1e-14)
+
+
+@pytest.mark.parametrize("case", ["hidden returned", "hidden weight frozen"])
+def test_hidden_layer_programs_outside_the_pass_stay_correct(fusing, case):
+    """The hidden layer's output read outside the loss (returned): not fused into one pass;
+    the first layer frozen: the pass starts at the second product. Values are eager's."""
+    rng = np.random.default_rng(24)
+    X = tg.tensor(rng.standard_normal((2000, 12)))
+    y = tg.tensor(rng.standard_normal((2000, 1)))
+    runs = []
+    for mode in ("eager", "compiled"):
+        model = _net("relu", 25)
+        if case == "hidden weight frozen":
+            model[0].weight.requires_grad_(False)
+            model[0].bias.requires_grad_(False)
+        params = [p for p in model.parameters() if p.requires_grad]
+        opt = tg.optim.SGD(params, lr=0.05)
+
+        def step(X, y):
+            opt.zero_grad()
+            h = model[1](model[0](X))
+            loss = tg.nn.functional.mse_loss(model[2](h), y)
+            loss.backward()
+            opt.step()
+            return (loss, h) if case == "hidden returned" else loss
+        fn = tg.compile(step, specialize_after=0) if mode == "compiled" else step
+        outs = [fn(X, y) for _ in range(4)]
+        if case == "hidden returned":
+            outs = [o[0].item() for o in outs] + [outs[-1][1].detach().numpy().copy()]
+        else:
+            outs = [o.item() for o in outs]
+        if mode == "compiled":
+            assert _fused_rows(fn) == (0 if case == "hidden returned" else 2)
+        runs.append((outs, _params(model)))
+    for a, b in zip(runs[1][0], runs[0][0]):
+        np.testing.assert_allclose(a, b, rtol=1e-11)
+    for pc, pe in zip(runs[1][1], runs[0][1]):
+        np.testing.assert_allclose(pc, pe, rtol=1e-11, atol=1e-14)
+
+
+def test_fused_hidden_layer_matches_torch(fusing):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(26)
+    Xn = rng.standard_normal((4000, 32)).astype(np.float32)
+    yn = (np.tanh(Xn @ rng.standard_normal((32, 1))) + 0.5).astype(np.float32)
+    tg.manual_seed(27)
+    model = tg.nn.Sequential(tg.nn.Linear(32, 64), tg.nn.ReLU(), tg.nn.Linear(64, 1))
+    ref = torch.nn.Sequential(torch.nn.Linear(32, 64), torch.nn.ReLU(), torch.nn.Linear(64, 1))
+    with torch.no_grad():
+        for r, p in zip(ref.parameters(), model.parameters()):
+            r.copy_(torch.from_numpy(p.detach().numpy().copy()))
+    step = tg.compile(_module_step(model, tg.nn.MSELoss(),
+                                   tg.optim.SGD(model.parameters(), lr=0.05)),
+                      specialize_after=0)
+    hist = step.run(20, tg.tensor(Xn), tg.tensor(yn))
+    assert _fused_rows(step) == 2
+    _runs_fused_code(step)
+    opt, loss_fn = torch.optim.SGD(ref.parameters(), lr=0.05), torch.nn.MSELoss()
+    Xt, yt = torch.from_numpy(Xn), torch.from_numpy(yn)
+    ref_hist = []
+    for _ in range(20):
+        opt.zero_grad()
+        loss = loss_fn(ref(Xt), yt)
+        loss.backward()
+        opt.step()
+        ref_hist.append(loss.item())
+    np.testing.assert_allclose(hist, ref_hist, rtol=1e-4)
+    for p, r in zip(model.parameters(), ref.parameters()):
+        np.testing.assert_allclose(p.detach().numpy(), r.detach().numpy(), rtol=1e-4,
+                                   atol=1e-5)
