@@ -429,9 +429,14 @@ class _Writer:
         # the size-1 operands' gradients: summed by each run in float64, then kept in U; a
         # row's (a bias of p columns): summed in U by each run
         for e, (s, w) in enumerate(ext):
-            acc, to = ((f"{G}[{self.g(s)}] += ", f"u{e} += ") if w == 1 else
-                       (f"{G}[{self.g(s)} + i % {w}] += ", f"U[{at[e]} + i % {w}] += "))
-            self.lines[at_block:] = [ln.replace(acc, to) for ln in self.lines[at_block:]]
+            subs = ([(f"{G}[{self.g(s)}] += ", f"u{e} += ")] if w == 1 else
+                    [(f"{G}[{self.g(s)} + i % {w}] += ", f"U[{at[e]} + i % {w}] += "),
+                     (f"{G}_{self.g(s)}r[j] += ", f"U_{e}[j] += ")])   # (block_views)
+            for acc, to in subs:
+                self.lines[at_block:] = [ln.replace(acc, to) for ln in self.lines[at_block:]]
+            if w > 1:                   # the run's sum of a row's gradient: a view of U
+                self.lines.insert(at_run, "    " * (self.depth - 1)
+                                  + f"U_{e} = U[{at[e]}:{at[e]} + {w}]")
         self.rowvec, self.rows_of = {}, {}
         self.depth -= 1
         for e, (_, w) in enumerate(ext):
@@ -614,7 +619,26 @@ class _Writer:
         """Rewrite the block's element accesses `F32[o3 + i]` as `F32_o3[i]` on views of the
         block's elements (p of each row), made once per block: an index Numba cannot prove
         non-negative gets a negative-index check per element, which stops LLVM from
-        vectorizing the loop. A value no tensor names is in a buffer of the run's own."""
+        vectorizing the loop. A value no tensor names is in a buffer of the run's own.
+
+        The records' loops over the block are merged into one: each element's records in
+        order, forward or back (an element's values and gradients depend on that element's
+        only, and the sums of size-1 operands' gradients go in the same order), so the
+        block's values are read once. With a row broadcast over the rows (a bias of p) the loop
+        is over rows and their p columns, j, and the row is read as a view of p: `i % p`
+        would cost a division and a scattered sum per element, which LLVM cannot vectorize."""
+        pad = "    " * self.depth
+        head = pad + "for i in range(ne):"
+        lines, merged = self.lines[first:], []
+        if lines and all(ln == head or ln.startswith(pad + "    ") for ln in lines):
+            body = [ln[4:] for ln in lines if ln != head]
+            if any(f"i % {p}]" in ln for ln in body):
+                lines = ([pad + "for rr in range(nr):", pad + f"    for j in range({p}):",
+                          pad + f"        i = rr * {p} + j"] +
+                         ["        " + ln.replace(f"i % {p}]", "j]") for ln in body])
+            else:
+                lines = [head] + ["    " + ln for ln in body]
+            merged = lines
         views, slot = {}, {f"{kind}{k}": s for s, k in self.slots.items() for kind in "og"}
 
         def view(m):
@@ -627,9 +651,14 @@ class _Writer:
                 self.local[buf] = (buf, p)
                 views[name] = f"{name} = {buf}[:ne]"
             return f"{name}[i]"
-        body = [re.sub(r"\b([FG](?:32|64))\[([og]\d+) \+ i\]", view, ln)
-                for ln in self.lines[first:]]
-        pad = "    " * self.depth
+
+        def row(m):                     # a row broadcast over the rows
+            name = f"{m[1]}_{m[2]}r"
+            views[name] = f"{name} = {m[1]}[{m[2]}:{m[2]} + {p}]"
+            return f"{name}[j]"
+        body = [re.sub(r"\b([FG](?:32|64))\[([og]\d+) \+ j\]", row,
+                       re.sub(r"\b([FG](?:32|64))\[([og]\d+) \+ i\]", view, ln))
+                for ln in (merged or lines)]
         self.lines[first:] = ([pad + f"ne = nr * {p}"] + [pad + v for v in views.values()]
                               + body)
 

@@ -21,9 +21,11 @@ def forced(monkeypatch):
     eager.clear()
 
 
-def _loop(X, y, steps, opt="sgd", hold=False, lr=0.05, bias=True, sched=False):
+def _loop(X, y, steps, opt="sgd", hold=False, lr=0.05, bias=True, sched=False, hidden=0):
     tg.manual_seed(3)
-    model = tg.nn.Linear(X.shape[1], 1, bias=bias).to(X.dtype)
+    model = (tg.nn.Sequential(tg.nn.Linear(X.shape[1], hidden), tg.nn.ReLU(),
+                              tg.nn.Linear(hidden, 1)) if hidden else
+             tg.nn.Linear(X.shape[1], 1, bias=bias)).to(X.dtype)
     crit = tg.nn.MSELoss()
     o = (tg.optim.SGD(model.parameters(), lr=lr, momentum=0.9) if opt == "momentum" else
          tg.optim.Adam(model.parameters(), lr=lr) if opt == "adam" else
@@ -67,6 +69,24 @@ def test_recognised_loop_matches_interpreter(forced, opt, n, k):
         np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(got[1], ref[1], rtol=1e-5)
     for a, b in zip(ref[2], got[2]):          # held predictions: values as the arena has them
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("hold", [False, True])
+def test_recognised_mlp_matches_interpreter(forced, hold):
+    """A hidden layer: the eager step runs its fused pass through both layers; a held
+    prediction is stored where the tensor reads it."""
+    X, y = _data(3000, 8, tg.float32)
+    eager.set_eager_compile(False)
+    ref = _loop(X, y, 8, "momentum", hold=hold, hidden=16)
+    eager.set_eager_compile(True)
+    got = _loop(X, y, 8, "momentum", hold=hold, hidden=16)
+    assert "with a fused pass" in eager.explain(), eager.explain()
+    assert "stays interpreted" not in eager.explain()
+    for a, b in zip(ref[0], got[0]):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(got[1], ref[1], rtol=1e-5)
+    for a, b in zip(ref[2], got[2]):
         np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6)
 
 
