@@ -81,6 +81,8 @@ def settle(step, *args, **kwargs):
     step.run(*args, **kwargs)
     if "stays interpreted" in step.explain():       # a fallback would time the interpreter
         raise RuntimeError(step.explain())
+    if "with a fused pass" not in step.explain():   # each workload here is one it covers: a
+        raise RuntimeError(step.explain())          # region left unfused is a regression
 
 
 def settle_eager(run, budget=20):

@@ -43,7 +43,8 @@ specialized step took 31.7 ms unfused and 15.4 ms with blocks; a row at a time i
 2-core Intel Xeon). Four rows at a time (tapegrad.codegen), on a 2-core AMD EPYC: 4.8-5.5 ms, against
 12.2 ms a row at a time in the same process.
 """
-from .interpret import P_AFFINE_BWD, P_AFFINE_FWD, P_BWD, P_FWD
+from .interpret import (P_ACC, P_AFFINE_BWD, P_AFFINE_FWD, P_BWD, P_CMP, P_COPY, P_FWD,
+                        P_SEED, P_SEEDSLOT, P_TAKE, P_VALUE, P_ZERO)
 from .kernels import SMALL_MATMUL
 from .ops import (DIFF, GA, GB, LAST_BINARY, LAST_UNARY, OP_MATMUL, OP_MEAN, OP_STRIDED,
                   OP_SUM)
@@ -56,12 +57,19 @@ def _readers(R, rows):
         for s in (int(r[1]), int(r[2]), int(r[3])):
             if s >= 0:
                 count[s] = count.get(s, 0) + 1
-    for row in rows:            # seeds, guards, copies...: counted whatever their numbers
-        if row[0] not in (P_FWD, P_BWD):     # mean, which can only stop a fusion
-            for s in row[1:4]:
-                if s >= 0:
-                    count[s] = count.get(s, 0) + 1
+    for row in rows:            # seeds, guards, copies...: the fields that are slots
+        for f in SLOT_FIELDS.get(int(row[0]), ()):
+            s = int(row[f])
+            if s >= 0:
+                count[s] = count.get(s, 0) + 1
     return count
+
+
+# The fields of a program row (tapegrad.interpret) that name slots, by kind; the others are
+# record numbers, comparison codes and indices of immediates (counted as slots, a slot 0 could
+# never be fused: a step whose loss chain reused slot 0 ran unfused, 4x slower on L)
+SLOT_FIELDS = {P_SEED: (1,), P_SEEDSLOT: (1, 2), P_TAKE: (1, 2), P_ZERO: (1,), P_ACC: (1, 2),
+               P_CMP: (2, 3), P_VALUE: (1,), P_COPY: (1,)}
 
 
 def _region(R, M, size, dt, i0, uses):

@@ -666,3 +666,17 @@ def test_fused_hidden_layer_matches_torch(fusing):
     for p, r in zip(model.parameters(), ref.parameters()):
         np.testing.assert_allclose(p.detach().numpy(), r.detach().numpy(), rtol=1e-4,
                                    atol=1e-5)
+
+
+def test_program_rows_count_only_their_slot_fields():
+    """A region value in slot 0: the other fields of program rows (record numbers, indices of
+    immediates, zeros) are not reads of slot 0, which would stop the region from fusing."""
+    from tapegrad.interpret import P_ACC, P_BWD, P_CMP, P_COPY, P_FWD, P_SEED, P_ZERO
+    from tapegrad.ops import OP_MUL
+    R = np.array([[OP_MUL, 5, 5, 0, -1, 5, 0, 0], [OP_MUL, 0, 6, 7, -1, 5, 0, 0]], np.int64)
+    rows = [(P_FWD, 0, 2, 0, 0, 0), (P_SEED, 7, 0, 0, 0, 0), (P_BWD, 1, 0, 0, 0, 0),
+            (P_ACC, 8, 9, 0, 0, 0), (P_ZERO, 9, 0, 0, 0, 0), (P_CMP, 0, 6, -1, 0, 0),
+            (P_COPY, 7, -1, 0, 0, 0)]
+    count = fuse._readers(R, rows)
+    assert count[0] == 2                # written by record 0, read by record 1
+    assert (count[5], count[6], count[7], count[8], count[9]) == (2, 2, 3, 1, 2)
