@@ -1,7 +1,8 @@
 """The benchmark report and the ratio-gated regression gate.
 
     python -m tapegrad.bench [-k EXPR] [--quick] [--json FILE]
-                             [--check BASELINE [--margin 0.5]] [--save-baseline FILE]
+                             [--check BASELINE [--margin 0.5]]
+                             [--save-baseline FILE [--merge]]
 
 Runs the pytest-benchmark suite of the source checkout (benchmarks/) once, or reads the JSON
 of an earlier run, and prints per workload each implementation's median time per step and its
@@ -197,6 +198,16 @@ def make_baseline(report, command, references=None):
     return out
 
 
+def merge_baseline(old, new):
+    """Baseline `old` with the workloads of `new` replaced or added; each of those says the
+    machine, date and command of its run, as the file's own header describes the others."""
+    out = dict(old, workloads=dict(old.get("workloads", {})))
+    for w, spec in new["workloads"].items():
+        out["workloads"][w] = dict(spec, saved_by=new["command"], date=new["date"],
+                                   cpu=new["machine"]["cpu"])
+    return out
+
+
 def check(report, baseline, margin):
     """One row per entry of the baseline: (workload, impl, baseline ratio, ratio or None,
     per step or None, reference per step or None, status); status is 'ok', 'REGRESSED',
@@ -288,6 +299,9 @@ def parse_args(argv):
     p.add_argument("--margin", type=float, default=0.5, help="allowed relative increase of a "
                    "ratio (default 0.5: 50%%)")
     p.add_argument("--save-baseline", metavar="FILE", help="write this run's ratios")
+    p.add_argument("--merge", action="store_true", help="with --save-baseline: replace only "
+                   "the workloads this run measured in FILE, keep its others (each workload "
+                   "then says its own machine, date and command)")
     p.add_argument("--reference", metavar="WORKLOAD=IMPL", action="append", default=[],
                    help=f"the reference of a workload (default {REFERENCE!r}) for the "
                    "report and --save-baseline; --check uses the baseline's")
@@ -324,7 +338,10 @@ def main(argv=None):
         return 2
     if args.save_baseline:
         base = make_baseline(report, command, args.reference)
-        Path(args.save_baseline).write_text(json.dumps(base, indent=1) + "\n")
+        path = Path(args.save_baseline)
+        if args.merge and path.exists():
+            base = merge_baseline(json.loads(path.read_text()), base)
+        path.write_text(json.dumps(base, indent=1) + "\n")
         print(f"\nbaseline written to {args.save_baseline}")
     if args.check:
         rows = check(report, json.loads(Path(args.check).read_text()), args.margin)

@@ -202,6 +202,29 @@ def test_main_reports_saves_and_checks(tmp_path, capsys):
     assert "NOTHING CHECKED" in capsys.readouterr().out
 
 
+def test_save_baseline_merge_keeps_the_other_workloads(tmp_path, capsys):
+    full, part, base = tmp_path / "full.json", tmp_path / "part.json", tmp_path / "base.json"
+    full.write_text(json.dumps(report()))
+    assert bench.main(["--json", str(full), "--save-baseline", str(base)]) == 0
+    before = json.loads(base.read_text())
+    part.write_text(json.dumps(report([r for r in RUN if r[0] == "D"],
+                                      slower={("D", "tapegrad call"): 2.0})))
+    assert bench.main(["--json", str(part), "--save-baseline", str(base), "--merge"]) == 0
+    capsys.readouterr()
+    after = json.loads(base.read_text())
+    assert set(after["workloads"]) == set(before["workloads"])
+    for w in before["workloads"]:
+        if w != "D":
+            assert after["workloads"][w] == before["workloads"][w]
+    d_old, d_new = before["workloads"]["D"], after["workloads"]["D"]
+    ratio = d_new["impls"]["tapegrad call"]["ratio"]
+    assert ratio == pytest.approx(2.0 * d_old["impls"]["tapegrad call"]["ratio"])
+    assert "--merge" in d_new["saved_by"] and "cpu" in d_new
+    # without --merge the file holds the run's workloads only
+    assert bench.main(["--json", str(part), "--save-baseline", str(base)]) == 0
+    assert set(json.loads(base.read_text())["workloads"]) == {"D"}
+
+
 def test_main_rejects_a_bad_reference_and_a_missing_benchmarks_folder(tmp_path, capsys):
     with pytest.raises(SystemExit) as err:
         bench.main(["--reference", "S"])
