@@ -164,7 +164,8 @@ def format_report(report, command, references=None):
                          _versus(e, torch), _versus(e, ref)])
             if len(e.names) > 1:
                 notes.append(f"{impl}: the fastest of {', '.join(e.names)}")
-        used = [c for c in range(4) if c < 2 or any(row[c] for row in rows[1:])]
+        used = [c for c in range(4) if (c < 2 or any(row[c] for row in rows[1:]))
+                and not (c == 3 and ref_name == TORCH)]     # the same column twice
         rows = [[row[c] for c in used] for row in rows]
         lines += ["", f"## {w}" + (f": {title}" if title else ""), "", markdown(rows)]
         lines += [""] * bool(notes) + notes
