@@ -28,11 +28,11 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from . import threads
-from .fuse import BLOCK, externs, products, row_vectors
+from .fuse import BLOCK, externs, members, products, row_vectors
 from .interpret import (OP_CAST, P_ACC, P_AFFINE_BWD, P_AFFINE_FWD, P_BWD, P_CMP, P_COPY,
                         P_FWD, P_SEED, P_SEEDSLOT, P_TAKE, P_VALUE, P_ZERO, sources_stamp)
 from .kernels import ENTRY_OPTIONS, LINE, SMALL_MATMUL
-from .ops import (GA, GB, LAST_BINARY, LAST_REDUCE, LAST_UNARY, OP_CLAMP, OP_COPY, OP_FILL,
+from .ops import (DIFF, GA, GB, LAST_BINARY, LAST_REDUCE, LAST_UNARY, OP_CLAMP, OP_COPY, OP_FILL,
                   OP_INDEX, OP_MATMUL, OP_MEAN, OP_NORM, OP_POW, OP_SETSTRIDED, OP_STRIDED, OP_SUM,
                   OPS)
 
@@ -387,7 +387,7 @@ class _Writer:
         self.rows_of = {v: int(self.size[v]) for v in self.rowvec.values()}
         self.fused = True
         self.parallel = not self.serial
-        for r in side:                  # the strided copies of a later product's operand
+        for r in side:                  # records of operands from outside (W.t(), y[idx])
             self.forward(r)
         # the blocks are split into one run per thread (prange); each run sums its loss and
         # its gradient on its own, and the runs are added in order. With one thread the loss
@@ -484,7 +484,7 @@ class _Writer:
             self.row_chain(i0, im, q, F, G, mean, z, f"gr{t}")
         if kw:
             self.emit(f"{self.call('axpy_rows4')}(U, 0, gr0, gr1, gr2, gr3, {F}, xo, kk)")
-        own = [z] + [int(self.R[r, 3]) for r in range(i0 + 1, im)]
+        own = [int(self.R[r, 3]) for r in members(self.R, i0, im)[0]]
         self.row_locals(first, own, F, G)
         self.depth -= 1
         self.emit("for row in range(m4, nr):")
@@ -540,11 +540,12 @@ class _Writer:
     def chain(self, i0, im, q, F, G, mean):
         """The chain's records between the product and the sum (or mean, of `mean` elements),
         forward, then backward from the sum's seed."""
-        for r in range(i0 + 1, im):
+        own = members(self.R, i0, im)[0][1:]       # not the side records (run before)
+        for r in own:
             self.forward(r)
         self.loop(0, [f"part += {F}[{self.o(q)} + i]"])
         self.loop(0, [f"{G}[{self.g(q)} + i] += " + (f"1.0 / {mean}" if mean else "1.0")])
-        for r in range(im - 1, i0, -1):
+        for r in reversed(own):
             self.backward(r)
 
     def affine_block(self, i0, im, prods, side, wat, q, mean, rows, n, F, G):
@@ -679,8 +680,9 @@ class _Writer:
             self.loop(w, [f"{G}[{self.g(s)} + i] += g * {G}[{self.g(S)} + {at} + i]",
                           f"{G}[{self.g(S)} + {at} + i] = 0"])
             at += w
-        for r in reversed(side):        # the strided copies' backward, after the products'
-            self.backward(r)
+        for r in reversed(side):        # the side records' backward, after the region's
+            if int(self.R[r, 5]) & DIFF:
+                self.backward(r)
 
     def first(self, s):
         return f"np.float64({self.arr('F', int(self.dt[s]))}[{self.o(s)}])"

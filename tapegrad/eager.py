@@ -40,7 +40,7 @@ import numpy as np
 from . import threads
 from .interpret import CHECK, P_ACC, P_AFFINE_FWD, P_BWD, P_FWD, P_ZERO, reverse_schedule
 from .kernels import entry
-from .ops import FREED
+from .ops import FREED, OP_INDEX
 
 ENABLED = os.environ.get("TAPEGRAD_EAGER_COMPILE", "1") != "0"
 MIN_STEP = 2e-4     # seconds: interpreted steps shorter than this are not keyed
@@ -144,11 +144,25 @@ class _Step:
         self.kept = frozenset(int(canon[s]) for s in T.R[T.done:n, 3] if T.refs[s] > 0)
         got = reached[reached >= 0]
         self.key = b"|".join([
-            self.R.tobytes(), T.M[:T.nmeta].tobytes(), self.rows.tobytes(),
+            self.R.tobytes(), _shape_metadata(self.R, T.M[:T.nmeta]), self.rows.tobytes(),
             canon[got].tobytes(), T.size[self.slots].tobytes(), T.dt[self.slots].tobytes(),
             aliasing.astype(np.int64).tobytes(),
             repr((n, T.done, rec, int(canon[seed]), sorted(self.kept),
                   int(threads.COUNT[0]) == 1)).encode()])
+
+
+def _shape_metadata(R, M):
+    """The metadata as the step's key holds it: without the rows an index record gathers
+    (X[idx] of a minibatch), which the compiled program reads from the tape's metadata at run
+    time, as the interpreter does; their count and width stay in the key. So the batches of
+    an epoch drawn by index are one program, not a key each."""
+    at = R[R[:, 0] == OP_INDEX, 4]
+    if not len(at):
+        return M.tobytes()
+    M = M.copy()
+    for m in at.tolist():
+        M[m + 2:m + 2 + M[m]] = 0
+    return M.tobytes()
 
 
 @entry

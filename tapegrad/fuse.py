@@ -46,8 +46,8 @@ specialized step took 31.7 ms unfused and 15.4 ms with blocks; a row at a time i
 from .interpret import (P_ACC, P_AFFINE_BWD, P_AFFINE_FWD, P_BWD, P_CMP, P_COPY, P_FWD,
                         P_SEED, P_SEEDSLOT, P_TAKE, P_VALUE, P_ZERO)
 from .kernels import SMALL_MATMUL
-from .ops import (DIFF, GA, GB, LAST_BINARY, LAST_UNARY, OP_MATMUL, OP_MEAN, OP_STRIDED,
-                  OP_SUM)
+from .ops import (DIFF, GA, GB, LAST_BINARY, LAST_UNARY, OP_CAST, OP_COPY, OP_INDEX,
+                  OP_MATMUL, OP_MEAN, OP_STRIDED, OP_SUM)
 
 
 def _readers(R, rows):
@@ -78,10 +78,11 @@ def _region(R, M, size, dt, i0, uses):
     The region is the product and the records after it, up to a full sum or mean: each
     elementwise, each reading at least one of the region's values (several: a DAG, as Huber's
     loss is), or a further product of a region value (n, p) by an operand outside it (a
-    hidden layer's output by the next layer's weights: the width becomes that product's), or
-    a strided copy of such an operand (the next nn.Linear's W.t(), recorded between the
-    layers: run before the pass, its backward after); and no value of the region read outside
-    it."""
+    hidden layer's output by the next layer's weights: the width becomes that product's); or
+    a side record, which reads no value of the region, and whose result only the region reads
+    (the next nn.Linear's W.t(), recorded between the layers; y[idx] of a minibatch, recorded
+    after the model): run before the pass, its backward after; and no value of the region
+    read outside it."""
     op, a, b, z, aux, flags = (int(v) for v in R[i0, :6])
     if op != OP_MATMUL or flags & GA or not flags & DIFF or M[aux] != 1:
         return -1
@@ -89,32 +90,35 @@ def _region(R, M, size, dt, i0, uses):
     if n * k * p <= SMALL_MATMUL:
         return -1
     N, inside, reads, read, i = n * p, {z}, {}, {a, b}, i0 + 1
-    side, weights = set(), set()
+    side = set()
     while i < len(R):
         op, a, b, out, aux, flags = (int(v) for v in R[i, :6])
         operands = (a, b) if op > LAST_UNARY else (a,)
         if out in inside or out in read or out in side:
             return -1
-        if op == OP_STRIDED and a not in inside:
-            # a copy of a later product's other operand (W.t()), which reads no region value
+        if _is_side(op, operands, inside):
+            # a record of operands from outside (a later layer's W.t(), y[idx] of a minibatch):
+            # run before the pass, its backward (if it has one) after it
             side.add(out)
-            read.add(a)
+            for s in operands:
+                if s in side:
+                    reads[s] = reads.get(s, 0) + 1
+            read.update(operands)
             i += 1
             continue
         read.update(operands)
         if not flags & DIFF or dt[out] != dt[z]:
             return -1
         for s in operands:
-            if s in inside:
+            if s in inside or s in side:
                 reads[s] = reads.get(s, 0) + 1
         if op in (OP_SUM, OP_MEAN):
             if a not in inside or tuple(int(v) for v in M[aux:aux + 3]) != (1, N, 1):
                 return -1
-            # each value of the region: written once, read by the region's records only;
-            # each strided copy: written once, read by a product of the region only
-            if any(uses.get(s, 0) != 1 + reads.get(s, 0) or not reads.get(s) for s in inside):
-                return -1
-            if side - weights or any(uses.get(s, 0) != 2 for s in side):
+            # each value of the region and of its side records: written once, read by the
+            # region's records only
+            if any(uses.get(s, 0) != 1 + reads.get(s, 0) or not reads.get(s)
+                   for s in inside | side):
                 return -1
             return i
         if op == OP_MATMUL:
@@ -124,8 +128,7 @@ def _region(R, M, size, dt, i0, uses):
                 return -1
             p = int(M[aux + 3])
             N = n * p
-            weights.add(b)
-        elif size[out] != N or a in side or b in side:
+        elif size[out] != N:
             return -1
         elif op <= LAST_UNARY:
             if a not in inside:
@@ -152,18 +155,38 @@ def _region(R, M, size, dt, i0, uses):
     return -1
 
 
+def _is_side(op, operands, inside):
+    """A record that reads no value of the region and computes a fresh value: a side record
+    of the region (a product among them would be taken for one of the region's)."""
+    return (not any(s in inside for s in operands)
+            and (op <= LAST_BINARY or op in (OP_STRIDED, OP_INDEX, OP_COPY, OP_CAST)))
+
+
+def members(R, i0, im):
+    """The records of region i0..im that the pass computes (the product first) and its side
+    records, in order."""
+    inside, own, side = {int(R[i0, 3])}, [i0], []
+    for i in range(i0 + 1, im):
+        op, a, b, out = (int(v) for v in R[i, :4])
+        if _is_side(op, (a, b) if op > LAST_UNARY else (a,), inside):
+            side.append(i)
+        else:
+            own.append(i)
+            inside.add(out)
+    return own, side
+
+
 def products(R, M, i0, im):
     """The products of region i0..im, in order: (record, k, p, ba, bb, kw), kw = k * p if its
-    other operand needs a gradient (the region sums it), else 0; and the region's strided
-    copies of their operands (records run before the pass, their backward after it)."""
-    found, side = [], []
-    for i in range(i0, im):
+    other operand needs a gradient (the region sums it), else 0; and the region's side
+    records (run before the pass, their backward after it)."""
+    found = []
+    own, side = members(R, i0, im)
+    for i in own:
         op, aux, flags = int(R[i, 0]), int(R[i, 4]), int(R[i, 5])
         if op == OP_MATMUL:
             k, p, ba, bb = (int(v) for v in M[aux + 2:aux + 6])
             found.append((i, k, p, ba, bb, k * p if flags & GB else 0))
-        elif op == OP_STRIDED:
-            side.append(i)
     return found, side
 
 
@@ -194,14 +217,13 @@ def row_vectors(R, M, size, i0, im):
     """{record: its operand that is a row of the product's p columns broadcast over the rows}
     in region i0..im (p: the columns of the last product before the record)."""
     inside, found = set(), {}
-    for i in range(i0, im):
+    for i in members(R, i0, im)[0]:
         op, a, b, out, aux = (int(v) for v in R[i, :5])
         if op == OP_MATMUL:
             p = int(M[aux + 3])
         elif LAST_UNARY < op <= LAST_BINARY and aux >= 0:
             found[i] = row_vector(M, aux, size, a, b, inside, p)
-        if op != OP_STRIDED:
-            inside.add(out)
+        inside.add(out)
     return found
 
 
@@ -210,9 +232,9 @@ def externs(R, i0, im, M=None, size=None):
     first use, with their widths: (slot, 1) for a size-1 operand (a bias of one column, a
     learned scale), (slot, p) for a row of the product's p columns (a bias of p)."""
     inside, found, seen = {int(R[i0, 3])}, [], set()
-    for i in range(i0 + 1, im):
+    for i in members(R, i0, im)[0][1:]:
         a, b, out, aux, flags = (int(v) for v in R[i, 1:6])
-        if int(R[i, 0]) in (OP_MATMUL, OP_STRIDED):    # a product's operand is not summed
+        if int(R[i, 0]) == OP_MATMUL:       # a product's other operand: not summed here
             inside.add(out)
             continue
         for s, bit in ((a, GA), (b, GB)) if R[i, 0] > LAST_UNARY else ():
@@ -242,7 +264,8 @@ def affine_loss(rows, descs, R, M, size, dt, alloc):
         if im < 0:
             i += 1
             continue
-        bwd = [(P_BWD, r) for r in range(im, i - 1, -1)]
+        # the backward rows: every record's, but side records that need no gradient have none
+        bwd = [(P_BWD, r) for r in range(im, i - 1, -1) if int(R[r, 5]) & DIFF]
         pos = [j for j, row in enumerate(rows) if tuple(row[:2]) == bwd[0]]
         run = [j for j, row in enumerate(rows) if row[0] == P_FWD and row[1] <= i and im < row[2]]
         if len(pos) != 1 or not run or [tuple(r[:2]) for r in

@@ -404,6 +404,8 @@ def run_steps(n, out, hist, carry, gather, idx, P, R, M, off, goff, size, dt, F3
                 last = p1 if kind == P_BWD else p2              # chain's records (run as
                 for i in range(last, p1 - 1, -1):               # recorded here)
                     op, a, b, o, aux, flags = R[i, 0], R[i, 1], R[i, 2], R[i, 3], R[i, 4], R[i, 5]
+                    if kind == P_AFFINE_BWD and not flags & DIFF:
+                        continue                    # a side record without a gradient
                     if G64 is None or (op != OP_CAST and dt[o] == 0):
                         reverse_record(op, a, b, o, aux, flags, M, F32, C32, G32, off, goff, size)
                     elif op != OP_CAST:

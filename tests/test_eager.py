@@ -90,6 +90,40 @@ def test_recognised_mlp_matches_interpreter(forced, hold):
         np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6)
 
 
+def _minibatch_loop(X, y, epochs, batch=256):
+    tg.manual_seed(4)
+    model = tg.nn.Linear(X.shape[1], 1).to(X.dtype)
+    crit, o = tg.nn.MSELoss(), tg.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    rng, losses = np.random.default_rng(5), []
+    for _ in range(epochs):
+        perm = tg.from_numpy(rng.permutation(len(X)))
+        for k in range(0, len(X), batch):
+            idx = perm[k:k + batch]
+            o.zero_grad()
+            loss = crit(model(X[idx]), y[idx])
+            loss.backward()
+            o.step()
+            losses.append(loss.item())
+    return [p.detach().numpy().copy() for p in model.parameters()], losses
+
+
+def test_minibatches_drawn_by_index_are_one_program(forced):
+    """X[idx] puts each batch's rows in the metadata; the key leaves them out (the program
+    reads them at run time), so every full batch of an epoch runs the one compiled step."""
+    X, y = _data(3000, 8, tg.float32)
+    eager.set_eager_compile(False)
+    ref = _minibatch_loop(X, y, 2)
+    eager.set_eager_compile(True)
+    got = _minibatch_loop(X, y, 2)
+    said = eager.explain()
+    assert "with a fused pass: compiled" in said, said
+    assert "stays interpreted" not in said, said
+    assert said.count("compiled after") <= 2, said     # full batches; the last, shorter one
+    for a, b in zip(ref[0], got[0]):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(got[1], ref[1], rtol=1e-4)
+
+
 def test_unfused_program_is_bit_identical(forced):
     X, y = _data(40, 3, tg.float32)
     eager.set_eager_compile(False)

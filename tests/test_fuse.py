@@ -680,3 +680,43 @@ def test_program_rows_count_only_their_slot_fields():
     count = fuse._readers(R, rows)
     assert count[0] == 2                # written by record 0, read by record 1
     assert (count[5], count[6], count[7], count[8], count[9]) == (2, 2, 3, 1, 2)
+
+
+@pytest.mark.parametrize("p", [1, 3])
+@pytest.mark.parametrize("case", ["target scaled", "learned scale"])
+def test_side_records_run_before_the_pass(fusing, p, case):
+    """Records between the product and the loss that read none of the pass's values (y * 2
+    written after the model, exp of a learned scale): run before the pass, a learned one's
+    backward after it; values and gradients are eager's."""
+    rng = np.random.default_rng(30 + p)
+    X = tg.tensor(rng.standard_normal((2000, 6)))
+    y = tg.tensor(rng.standard_normal((2000, p)))
+    runs = []
+    for mode in ("eager", "compiled"):
+        w = tg.tensor(np.linspace(-1, 1, 6 * p).reshape(6, p), requires_grad=True)
+        s = tg.tensor([0.3], requires_grad=True)
+
+        def step(X, y):
+            z = X @ w
+            if case == "target scaled":
+                loss = ((z - y * 2.0) ** 2).mean()
+            else:
+                loss = ((z * s.exp() - y) ** 2).mean()
+            loss.backward()
+            with tg.no_grad():
+                w.sub_(0.05 * w.grad)
+                w.grad.zero_()
+                if s.grad is not None:
+                    s.sub_(0.05 * s.grad)
+                    s.grad.zero_()
+            return loss
+        fn = tg.compile(step, specialize_after=0) if mode == "compiled" else step
+        losses = [fn(X, y).item() for _ in range(5)]
+        if mode == "compiled":
+            assert _fused_rows(fn) == 2
+            _runs_fused_code(fn)
+        runs.append((losses, w.detach().numpy().copy(), s.detach().numpy().copy()))
+    for a, b in zip(runs[1], runs[0]):
+        np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-14)
+    if case == "learned scale":
+        assert runs[0][2][0] != 0.3              # the scale learned
