@@ -78,3 +78,59 @@ def test_first_step_empty_cache(benchmark, steps):
     with tempfile.TemporaryDirectory() as d:
         benchmark.pedantic(_fresh_process, args=(d,), kwargs={"steps": steps}, rounds=1,
                            iterations=1)
+
+
+# The first-ever compile of a program as users write it (bench_programs' workloads): a fresh
+# process whose program cache is empty (the package's own compiled functions are in their
+# cache, as after any earlier use), and one where it holds the program (a second process).
+COMPILE = """
+import sys, time
+sys.path.insert(0, BENCH)
+import tapegrad
+import bench_programs as bp
+X, y = bp.data(WORKLOAD, tapegrad)
+step, _ = bp.program(WORKLOAD, tapegrad)
+step = tapegrad.compile(step, specialize_after=0)     # compile at the first replay
+step.run(1, X, y)                                      # records
+t0 = time.perf_counter()
+step.run(1, X, y)                                      # compiles (or loads), one step
+t1 = time.perf_counter()
+step.run(1, X, y)                                      # one step
+t2 = time.perf_counter()
+assert "specialized with a fused pass" in step.explain(), step.explain()
+print((t1 - t0) - (t2 - t1))
+"""
+COMPILE_WORKLOADS = ["nn.Linear M", "MLP 32-64-1"]
+
+
+def compile_seconds(workload, cache_home, threads):
+    env = dict(os.environ, XDG_CACHE_HOME=cache_home, NUMBA_NUM_THREADS=str(threads))
+    env.pop("NUMBA_CACHE_DIR", None)
+    program = (COMPILE.replace("BENCH", repr(os.path.dirname(os.path.abspath(__file__))))
+               .replace("WORKLOAD", repr(workload)))
+    out = subprocess.run([sys.executable, "-c", program], env=env, capture_output=True,
+                         text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    return float(out.stdout.split()[-1])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("workload", COMPILE_WORKLOADS)
+def test_program_compile(benchmark, workload, threads):
+    """Seconds to specialize the program (fresh process, empty program cache) and to load it
+    from the disk cache (a second process); the step's own time is taken out."""
+    benchmark.group = "compile: a program's first specialization, and from the disk cache"
+    benchmark.extra_info.update(workload=f"compile {workload}", impl=f"{threads} thread(s)",
+                                steps=1, unit="compile")
+    if benchmark.disabled:
+        pytest.skip("compiles programs in fresh processes: run with --benchmark-enable")
+    times = []
+
+    def fresh():
+        with tempfile.TemporaryDirectory() as d:
+            times.append(compile_seconds(workload, d, threads))
+            benchmark.extra_info["warm cache s"] = compile_seconds(workload, d, threads)
+            return times[-1]
+    benchmark.pedantic(fresh, rounds=2, iterations=1)
+    benchmark.extra_info["compile s"] = times

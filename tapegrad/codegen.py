@@ -22,6 +22,7 @@ import re
 import sys
 import tempfile
 
+import numba
 import numpy as np
 from numba import types
 from numba.core import cgutils
@@ -62,44 +63,12 @@ def address(typingctx, addr):
     return None
 
 
-def pointers(arrays):
-    """(address, length) of each array, flat: the one argument a program takes for all of them
-    (one int64 array is cheaper to pass than several arrays: ~0.06 us each)."""
-    return np.array([x for a in arrays for x in (a.ctypes.data, a.size)], np.int64)
-
-STEPS = '''
-
-@njit(%s)
-def steps(n, out, hist, carry, gather, idx, size, dt, off, goff, F32, C32, G32, F64, C64, G64,
-          V, M, TH, TABLE):
-    for step in range(n):
-        if step > 0:
-            for c in range(carry.shape[0]):
-                src, dst = carry[c, 0], carry[c, 1]
-                for i in range(size[src]):
-                    if dt[src] == 0:
-                        F32[off[dst] + i] = F32[off[src] + i]
-                    else:
-                        F64[off[dst] + i] = F64[off[src] + i]
-        for g in range(gather.shape[0]):
-            src, dst, w = gather[g, 0], gather[g, 1], gather[g, 2]
-            if dt[src] == 0:
-                gather_rows(F32, off[src], F32, off[dst], idx, step, w)
-            else:
-                gather_rows(F64, off[src], F64, off[dst], idx, step, w)
-        if step == 0:
-%s
-        j = program(ptrs%s)
-        if j >= 0:
-            return step, j
-        if out >= 0:
-            if dt[out] == 0:
-                hist[step] = F32[off[out]]
-            else:
-                hist[step] = F64[off[out]]
-    return n, -1
-'''
-
+def pointers(arrays, mod):
+    """(address, length) of each array, flat, then the addresses of the module's block passes
+    (see load): the one argument a program takes for all of them (one int64 array is cheaper
+    to pass than several arrays: ~0.06 us each)."""
+    return np.array([x for a in arrays for x in (a.ctypes.data, a.size)] + list(mod.ENTRIES),
+                    np.int64)
 
 class _Writer:
     """Python source for the rows of one program.
@@ -122,6 +91,11 @@ class _Writer:
                                             # is a row broadcast over the rows, slot -> width
         self.region, self.local = set(), {}     # a fused pass's values; its buffers (name ->
                                                 # (name, columns))
+        # A fused pass on several threads: its runs (the body of the loop over c) are a
+        # function of their own, blocks<j>(ptrs, vbase, c, nth, At, Ut), which the package's
+        # parallel interpret.run_blocks calls for each c by its address (ptrs, after the
+        # arrays). (body lines, dtype) of each; those of the piece being written
+        self.blocks, self.pending = [], []
         # With one thread (tapegrad.set_num_threads) a fused pass is written without prange,
         # which halves its compile; a path is compiled again when the count goes from one to
         # more or back (compile.Path.fast_args)
@@ -143,6 +117,9 @@ class _Writer:
                     for kind, k in sorted(self.reads, key=lambda r: (r[1], r[0]))]
             slots = sorted(self.slots, key=self.slots.get)
             self.pieces.append(("\n".join(head + self.lines), slots))
+            binds = [f"v{k} = TABLE[vbase + {k}]" for k in range(len(slots))]
+            self.blocks += [(binds + head + body, d) for body, d in self.pending]
+            self.pending = []
         self.start()
 
     def emit(self, line, depth=0):
@@ -397,13 +374,15 @@ class _Writer:
         else:
             self.arrays.add("TH")       # tapegrad.set_num_threads (an array: Numba's own
             self.emit(f"nth = max(1, min(TH[0], {blocks}))")     # count would stop caching)
-        self.emit("At = np.zeros(nth)")
+        self.names |= {"zeros64", f"zeros{32 if d == 0 else 64}_2d"}
+        self.emit("At = zeros64(nth)")
         # each run's gradient sum is a row of Ut, written at every row of X: rows a cache line
         # apart, else two threads write the same line (two threads took 1.35x one's time on M)
         line = LINE // (4 if d == 0 else 8)
-        self.emit(f"Ut = np.zeros((nth, {-(-width // line) * line + line}), "
-                  f"np.float{32 if d == 0 else 64})")
-        self.emit(f"for c in {'range' if self.serial else 'prange'}(nth):")
+        self.emit(f"Ut = zeros{32 if d == 0 else 64}_2d(nth, "
+                  f"{-(-width // line) * line + line})")
+        for_at = len(self.lines)
+        self.emit("for c in range(nth):")
         self.depth += 1
         self.emit("part = 0.0")
         self.emit("U = Ut[c]")
@@ -446,11 +425,18 @@ class _Writer:
         # the block's values and gradients that no tensor names: in buffers of one block per
         # run, not the arena, so a block's intermediate values never go out to memory
         pad = "    " * (self.depth)
-        self.lines[at_run:at_run] = [f"{pad}{name} = np.zeros({rows * w}, np.float"
-                                     f"{32 if d == 0 else 64})"
+        if self.local:
+            self.names.add(f"zeros{32 if d == 0 else 64}")
+        self.lines[at_run:at_run] = [f"{pad}{name} = zeros{32 if d == 0 else 64}({rows * w})"
                                      for name, w in self.local.values()]
         self.region, self.local = set(), {}
         self.depth -= 1
+        if not self.serial:             # the runs: a function of their own (see blocks)
+            cut = len("    " * (self.depth + 1))
+            self.pending.append(([ln[cut:] for ln in self.lines[for_at + 1:]], d))
+            self.lines[for_at:] = []
+            self.emit(f"run_blocks(ptrs[@BLOCKS@ + {len(self.blocks) + len(self.pending) - 1}], "
+                      f"ptrs, vbase, nth, At, Ut)")
         self.emit("acc = 0.0")
         self.emit("for c in range(nth):")
         self.emit("acc += At[c]", 1)
@@ -759,7 +745,8 @@ def _indent(code, depth):
 
 
 def source(path, size, dt):
-    """The module source of a path's program (`program`) and its step loop (`steps`).
+    """The module source of a path's program (`program`; run() loops over it with
+    interpret.run_program_steps, see entry_point).
 
     A short program is straight-line code. A longer one would take Numba seconds to compile
     (about 50 ms a loop), so its distinct pieces (records that differ only in their slots are
@@ -796,12 +783,10 @@ def source(path, size, dt):
     params = ", ".join(["ptrs"] + [f"r{k}" for k in range(ncopy)])
     views = "\n".join(f"    {a} = carray(address(ptrs[{2 * k}]), (ptrs[{2 * k + 1}],), "
                       f"{ARRAYS[a]})" for k, a in enumerate(used))
-    packs = [f"ptrs = np.empty({2 * len(used)}, np.int64)"]
-    for k, a in enumerate(used):
-        packs += [f"ptrs[{2 * k}] = {a}.ctypes.data", f"ptrs[{2 * k + 1}] = {a}.size"]
     if len(w.pieces) <= STRAIGHT:
         body, at = [], 0
         for code, slots in w.pieces:
+            body += [f"vbase = {at}"] if "vbase" in code else []
             body += [f"v{k} = {s if literal else f'TABLE[{at + k}]'}"
                      for k, s in enumerate(slots)] + [code]
             at += len(slots)
@@ -809,33 +794,25 @@ def source(path, size, dt):
     else:
         body = [f"for pc in range({len(w.pieces)}):", f"    t = TABLE[pc * {width + 1}]"]
         body += [f"    v{k} = TABLE[pc * {width + 1} + {k + 1}]" for k in range(width)]
+        body += [f"    vbase = pc * {width + 1} + 1"] if w.blocks else []
         for code, t in kinds.items():
             body.append(f"    {'if' if t == 0 else 'elif'} t == {t}:")
             body.append(_indent(code, 2))
         body = _indent("\n".join(body), 1)
-    imports = sorted(w.names | {"gather_rows"})        # the step loop's (STEPS)
+    imports = sorted(w.names)
     text = HEADER
     if imports:
         text += "from tapegrad.kernels import " + ", ".join(
             n for n in imports if n not in ("_compare", "_same")) + "\n"
-        text += "from tapegrad.interpret import _compare, _same\n"
-    # parallel: only the prange loop; Numba would also turn np.zeros and other array
-    # expressions into parallel loops, which start the thread pool with one thread too
-    options = OPTIONS + (
-        ", parallel=dict(comprehension=False, reduction=False, inplace_binop=False, "
-        "setitem=False, numpy=False, stencil=False, fusion=False, prange=True)"
-        if w.parallel else "")
-    tail = "    return -1\n"
-    if w.parallel:
-        # With parallel=True, Numba's dead-code pass drops a store to an array (a carray of
-        # the function's own) that the function does not use again: the last write of a pass
-        # (the loss of a fused region, when nothing reads it after) would be lost. A use of
-        # each arena at the end keeps every store.
-        sizes = " + ".join(f"{a}.size" for a in used if a[0] in "FG")
-        tail = f"    if {sizes} < 0:\n        return -2\n" + tail
-    return (text + f"ARRAYS = {tuple(used)!r}\n\n\n@njit({options})\n"
-            f"def program({params}):\n{views}\n{body}\n{tail}"
-            + STEPS % (OPTIONS, _indent("\n".join(packs), 3), ", np.int64(-1)" * ncopy))
+        text += "from tapegrad.interpret import _compare, _same, run_blocks\n"
+    text += (f"ARRAYS = {tuple(used)!r}\n"
+             f"BLOCKS = {tuple(32 if d == 0 else 64 for _, d in w.blocks)!r}\n")
+    text += (f"\n\n@njit({OPTIONS})\ndef program({params}):\n{views}\n"
+             + body.replace("@BLOCKS@", str(2 * len(used))) + "\n    return -1\n")
+    for j, (lines, _) in enumerate(w.blocks):      # a fused pass's runs (Writer.blocks)
+        text += (f"\n\n@njit({OPTIONS})\ndef blocks{j}(ptrs, vbase, c, nth, At, Ut):\n{views}\n"
+                 + _indent("\n".join(lines), 1) + "\n    return 0\n")
+    return text
 
 
 def _folder():
@@ -855,12 +832,12 @@ def _folder():
 _loaded = {}
 
 # What compiling a path's module costs, for compile()'s choice of tier: Numba's first compile
-# of `program` (a fused pass written for several threads, parallel, takes twice as long) and
-# of `steps`, run()'s loop over it; loading both from Numba's disk cache. Measured on a 2-core
-# Xeon: program 2.0 s, steps 0.9 s for a 12-row program; with a fused pass (nn.Linear + MSELoss
-# + SGD) 2.2-2.5 s and 1.1-1.4 s on one thread, 4.0 s and 1.4 s on two; 0.03-0.05 s from the
-# cache.
-COMPILE_COST = {False: (2.2, 1.1), True: (4.0, 1.4)}     # by path.parallel
+# of `program` (with a fused pass on several threads, of its block pass too), and of run()'s
+# loop over it (interpret.run_program_steps, one function for all programs, in the package's
+# cache once any program has run); loading from Numba's disk cache. Measured on a 2-core AMD
+# EPYC, package cache warm: nn.Linear + MSELoss + SGD fused, 1.5-2.3 s on one thread, 1.9-2.3
+# s on two; the 32-64-1 MLP 3.1 s and 3.6 s; 0.02-0.05 s from the cache.
+COMPILE_COST = {False: (2.0, 0.05), True: (2.2, 0.05)}     # by path.parallel
 LOAD_COST = 0.05
 
 
@@ -903,5 +880,38 @@ def load(text):
     mod = importlib.util.module_from_spec(spec)
     sys.modules[name] = mod
     spec.loader.exec_module(mod)
+    # the block passes are called by address (interpret.run_blocks): compiled now, or loaded
+    # from the disk cache. A program loaded from the cache runs run_blocks's parallel loop
+    # without Numba starting its thread pool (it would crash): numba.get_num_threads does.
+    blocks = getattr(mod, "BLOCKS", ())
+    if blocks:
+        numba.get_num_threads()
+    mod.ENTRIES = tuple(_address(getattr(mod, f"blocks{j}"), (
+        _I64, types.int64, types.int64, types.int64, types.Array(types.float64, 1, "C"),
+        types.Array(types.float32 if bits == 32 else types.float64, 2, "C")))
+        for j, bits in enumerate(blocks))
     _loaded[name] = mod
     return mod
+
+
+_I64 = types.Array(types.int64, 1, "C")
+
+
+def _address(dispatcher, sig):
+    """The address of a compiled function's native entry (Numba's calling convention) for
+    these argument types, compiling it (or loading it from the disk cache) if need be."""
+    dispatcher.compile(sig)
+    cres = dispatcher.overloads[sig]
+    return cres.library.get_pointer_to_function(cres.fndesc.llvm_func_name)
+
+
+def entry_point(mod):
+    """(address of the module's `program` compiled for the arguments Python passes it, the
+    result slots a step loop passes: none), for interpret.run_program_steps. Compiles the
+    program (or loads it from the disk cache) if no call has yet."""
+    got = getattr(mod, "ENTRY", None)
+    if got is None:
+        nres = mod.program.py_func.__code__.co_argcount - 1
+        got = mod.ENTRY = (_address(mod.program, (_I64,) + (types.int64,) * nres),
+                           (-1,) * nres)
+    return got

@@ -26,7 +26,7 @@ from . import codegen, fuse, threads
 from . import dtypes as D
 from .interpret import (CMP_EQ, CMP_GE, CMP_GT, CMP_LE, CMP_LT, CMP_NE, P_ACC, P_CMP, P_COPY,
                         P_FWD, P_REV, P_SEED, P_SEEDSLOT, P_TAKE, P_VALUE, reverse_schedule,
-                        run_program, run_steps)
+                        run_program, run_program_steps, run_steps)
 from .ops import DIFF, FREED, OPS
 from .tape import NONE, TAPE
 from .tensor import Tensor, _make
@@ -464,7 +464,7 @@ class Path:
                     "G32": T.G[0], "F64": T.F[1], "C64": self.C[1], "G64": T.G[1],
                     "V": self.V, "M": self.M, "TH": threads.COUNT, "TABLE": self.table}
             self._farrays = tuple(have[a] for a in self.fast.ARRAYS)
-            self._fargs = (codegen.pointers(self._farrays),)
+            self._fargs = (codegen.pointers(self._farrays, self.fast),)
             self._fgen = T.gen
         return self._fargs
 
@@ -572,6 +572,11 @@ def _event_text(e):
         rhs = f"s{p[2]}" if p[2] >= 0 else "immediate"
         return f"guard s{p[1]} {CMP_TEXT[p[0]]} {rhs} is {bool(p[4])}"
     return f"guard the value of s{p[0]}"
+
+
+def _program_steps(mod, ptrs, *args):
+    """run() of a specialized path: interpret.run_program_steps over its module's program."""
+    return run_program_steps(*codegen.entry_point(mod), ptrs, *args)
 
 
 def _copy(src, dst):
@@ -1191,12 +1196,10 @@ class Compiled:
             fast = self._fast(path, m)
             r = None
             if fast is not None:
-                path.fast_args()                # the thread count may call for another module
-                fast = path.fast
-                r = path.fast_call(fast.steps, (m, kept, hist, path.carry, gather, idx, T.size,
-                                                T.dt, T.off, T.goff, T.F[0], path.C[0], T.G[0],
-                                                T.F[1], path.C[1], T.G[1], path.V, path.M,
-                                                threads.COUNT, path.table),
+                fa = path.fast_args()           # the thread count may call for another module
+                r = path.fast_call(_program_steps, (path.fast, fa[0], m, kept, hist, path.carry,
+                                                    gather, idx, T.size, T.dt, T.off, T.F[0],
+                                                    T.F[1]),
                                    self.log)
             if r is None:
                 t0 = perf_counter()
@@ -1496,8 +1499,8 @@ def compile(fn=None, *, max_paths=MAX_PATHS, specialize_after=SPECIALIZE_AFTER):
     shapes (tapegrad.codegen, cached on disk) when that pays. With specialize_after="auto"
     (the default) that is decided by cost: at once if its code is in the disk cache; for a
     run(n), when the steps still to run at the interpreted rate measured on this path, added
-    to its interpreted time so far, would take longer than compiling (about 3 s, 5.5 s with a
-    fused pass on several threads: codegen.COMPILE_COST); for calls one at a time, once the
+    to its interpreted time so far, would take longer than compiling (about 2 s:
+    codegen.COMPILE_COST); for calls one at a time, once the
     interpreted steps so far have taken as long as compiling. explain() says which tier each
     path runs in and why. An integer compiles a path once it has
     replayed more than that many steps (calls plus run() steps); None keeps it interpreted."""

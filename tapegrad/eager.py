@@ -313,7 +313,7 @@ def _args(T, e):
                 "F64": T.F[1], "C64": T.C[1], "G64": T.G[1], "V": _V, "M": T.M,
                 "TH": threads.COUNT, "TABLE": e.path.table}
         e.arrays = tuple(have[a] for a in e.fast.ARRAYS)
-        e.args = codegen.pointers(e.arrays)
+        e.args = codegen.pointers(e.arrays, e.fast)
         e.ids = ids
     return e.args
 

@@ -18,12 +18,15 @@ instead of one per dtype, and never the float64 kernels.
 import hashlib
 import os
 
+import numba
 import numpy as np
+from numba import prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
-from .kernels import (binary_flat_bwd, binary_flat_fwd, binary_loop_bwd, binary_loop_fwd,
-                      copy_bwd, copy_fwd, entry, fill_fwd, gather_rows, index_bwd, index_fwd,
-                      inline, jit,
-                      matmul_bwd, matmul_fwd, reduce_bwd, reduce_fwd,
+from .kernels import (ENTRY_OPTIONS, binary_flat_bwd, binary_flat_fwd, binary_loop_bwd,
+                      binary_loop_fwd, copy_bwd, copy_fwd, entry, fill_fwd, gather_rows,
+                      index_bwd, index_fwd, inline, jit, matmul_bwd, matmul_fwd, reduce_bwd, reduce_fwd,
                       rule, setstrided_bwd, setstrided_fwd, strided_bwd, strided_fwd,
                       unary_loop_bwd, unary_loop_fwd)
 from .ops import (DIFF, FREED, GA, GB, LAST_BINARY, LAST_REDUCE, LAST_UNARY, OP_CAST, OP_COPY,
@@ -323,6 +326,67 @@ def _copy_slot(F32, F64, off, size, dt, src, dst):
             F32[od + k] = F32[o + k]
         else:
             F64[od + k] = F64[o + k]
+
+
+@intrinsic
+def call_native(typingctx, addr, args):
+    """Call the compiled function at `addr` (Numba's calling convention, returning an int64)
+    with the values of the tuple `args`, and return its result; an exception it raises
+    (bounds-checked builds) propagates. Specialized programs and their block passes
+    (tapegrad.codegen) are called so: by address, not linked into the caller, whose compile
+    would otherwise optimize and emit their code once more."""
+    if not (isinstance(addr, types.Integer) and isinstance(args, types.BaseTuple)):
+        return None
+    argtys = tuple(args.types)
+
+    def codegen(context, builder, sig, values):
+        conv = context.call_conv
+        fn = builder.inttoptr(values[0], conv.get_function_type(types.int64, argtys).as_pointer())
+        parts = [builder.extract_value(values[1], k) for k in range(len(argtys))]
+        status, out = conv.call_function(builder, fn, types.int64, argtys, parts)
+        with cgutils.if_unlikely(builder, status.is_error):
+            conv.return_status_propagate(builder, status)
+        return out
+    return types.int64(addr, args), codegen
+
+
+@entry
+def run_program_steps(addr, res, ptrs, n, out, hist, carry, gather, idx, size, dt, off, F32,
+                      F64):
+    """run_steps for a specialized program: the program at `addr` (codegen.entry_point) runs
+    n times, with the carries, gathers and kept values of run_steps. One function for every
+    program: linking a program into a step loop of its own optimized and emitted its code a
+    second time (as long again as compiling the program: 1-2 s)."""
+    for step in range(n):
+        if step > 0:
+            for c in range(carry.shape[0]):
+                _copy_slot(F32, F64, off, size, dt, carry[c, 0], carry[c, 1])
+        for g in range(gather.shape[0]):
+            src, dst, w = gather[g, 0], gather[g, 1], gather[g, 2]
+            if dt[src] == 0:
+                gather_rows(F32, off[src], F32, off[dst], idx, step, w)
+            else:
+                gather_rows(F64, off[src], F64, off[dst], idx, step, w)
+        j = call_native(addr, (ptrs,) + res)
+        if j >= 0:
+            return step, j
+        if out >= 0:
+            if dt[out] == 0:
+                hist[step] = F32[off[out]]
+            else:
+                hist[step] = F64[off[out]]
+    return n, -1
+
+
+@numba.njit(parallel=dict(comprehension=False, reduction=False, inplace_binop=False, setitem=False,
+                         numpy=False, stencil=False, fusion=False, prange=True),
+            nogil=True, **ENTRY_OPTIONS)
+def run_blocks(addr, ptrs, vbase, nth, At, Ut):
+    """A fused pass on several threads (tapegrad.codegen): the pass's runs c = 0 .. nth-1, the
+    compiled function at `addr`, on Numba's threads. The one parallel function: a program
+    written with prange of its own took two to three times as long to compile (parfors)."""
+    for c in prange(nth):
+        call_native(addr, (ptrs, vbase, c, nth, At, Ut))
 
 
 @entry

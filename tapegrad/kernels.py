@@ -1085,6 +1085,29 @@ def matmul_bwd(A, B, GA, GB, GO, M, m, ga, gb):
 GATHER_AHEAD = 16   # rows of a minibatch prefetched ahead of the one being copied
 
 
+# Zeroed buffers for generated code (tapegrad.codegen): np.zeros in a program compiles
+# Numba's np.zeros for each of its signatures (0.1-0.3 s each) in every process that compiles
+# a program; these are compiled once, in the package's cache.
+@jit
+def zeros32(n):
+    return np.zeros(n, np.float32)
+
+
+@jit
+def zeros64(n):
+    return np.zeros(n, np.float64)
+
+
+@jit
+def zeros32_2d(m, n):
+    return np.zeros((m, n), np.float32)
+
+
+@jit
+def zeros64_2d(m, n):
+    return np.zeros((m, n), np.float64)
+
+
 @jit
 def gather_rows(A, oa, O, oo, idx, step, w):
     """O[oo + r * w:oo + r * w + w] = A[oa + idx[step, r] * w:...] for each r: a minibatch's

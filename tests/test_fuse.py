@@ -6,6 +6,7 @@ switched on here in any case: a replayed step must give what eager gives, and ch
 not provably equivalent must not be fused.
 """
 import multiprocessing
+import os
 import subprocess
 import sys
 
@@ -290,6 +291,45 @@ def test_forked_child_runs_the_fused_pass():
     out = subprocess.run([sys.executable, "-c", FORKED], capture_output=True, text=True,
                          timeout=600)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stdout + out.stderr
+
+
+CACHED = """
+import numpy as np, tapegrad as tg
+rng = np.random.default_rng(0)
+X = tg.tensor(rng.standard_normal((3000, 16)).astype(np.float32))
+y = tg.tensor(rng.standard_normal((3000, 1)).astype(np.float32))
+tg.manual_seed(0)
+model = tg.nn.Linear(16, 1)
+opt = tg.optim.SGD(model.parameters(), lr=0.1)
+loss_fn = tg.nn.MSELoss()
+
+def step(X, y):
+    opt.zero_grad()
+    loss = loss_fn(model(X), y)
+    loss.backward()
+    opt.step()
+    return loss
+step = tg.compile(step, specialize_after=0)
+losses = [step(X, y).item() for _ in range(3)] + list(step.run(3, X, y))
+assert "with a fused pass" in step.explain(), step.explain()
+print(repr(losses))
+"""
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_fused_program_from_the_disk_cache_runs_in_a_new_process(tmp_path, threads):
+    """The first process compiles the program (on two threads: its block pass too) and
+    caches it; the second loads it from the cache and gives the same losses (a program
+    loaded from the cache once ran its parallel pass before Numba had started its threads,
+    and crashed)."""
+    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path), NUMBA_NUM_THREADS=str(threads))
+    env.pop("NUMBA_CACHE_DIR", None)
+    out = [subprocess.run([sys.executable, "-c", CACHED], capture_output=True, text=True,
+                          env=env, timeout=600) for _ in range(2)]
+    for o in out:
+        assert o.returncode == 0, o.stdout + o.stderr
+    assert os.listdir(tmp_path / "tapegrad" / "programs")
+    assert out[0].stdout == out[1].stdout
 
 
 def test_a_constant_without_a_literal_still_specializes(fusing):
