@@ -20,9 +20,11 @@ from llvmlite import ir
 from numba.core import cgutils, types
 from numba.extending import intrinsic
 
-from .ops import (OP_ABS, OP_ADD, OP_COS, OP_DIV, OP_EXP, OP_LOG, OP_MAX, OP_MAXIMUM,
-                  OP_MEAN, OP_MIN, OP_MUL, OP_NEG, OP_NORM, OP_POW, OP_RELU,
-                  OP_ROUND, OP_SIGMOID, OP_SIN, OP_SQRT, OP_SUB, OP_SUM, OP_TANH)
+from .ops import (OP_ABS, OP_ADD, OP_CEIL, OP_COS, OP_COSH, OP_DIV, OP_ERF, OP_EXP, OP_EXPM1,
+                  OP_FLOOR, OP_LOG, OP_LOG1P, OP_MAX, OP_MAXIMUM, OP_MEAN, OP_MIN, OP_MUL,
+                  OP_NEG, OP_NORM, OP_POW, OP_RECIPROCAL, OP_RELU, OP_ROUND, OP_RSQRT,
+                  OP_SIGMOID, OP_SIGN, OP_SIN, OP_SINH, OP_SQRT, OP_SUB, OP_SUM, OP_TANH,
+                  OP_TRUNC)
 
 # The options of every compiled function, set here once:
 # - cache=True: Numba's on-disk cache, so only the first run after installing compiles;
@@ -160,6 +162,122 @@ def round_bwd(x, out):
 
 
 @rule
+def log1p_fwd(x):
+    if x < -1.0:
+        return math.nan
+    if x == -1.0:
+        return -math.inf
+    return math.log1p(x)
+
+
+@rule
+def log1p_bwd(x, out):
+    return 1.0 / (1.0 + x)
+
+
+@rule
+def expm1_fwd(x):
+    return math.expm1(x)
+
+
+@rule
+def expm1_bwd(x, out):
+    return out + 1.0                                       # d (exp(x) - 1) = exp(x) dx
+
+
+@rule
+def sign_fwd(x):
+    return 1.0 if x > 0 else (-1.0 if x < 0 else x)        # 0 and NaN stay what they are
+
+
+@rule
+def sign_bwd(x, out):
+    return 0.0
+
+
+@rule
+def floor_fwd(x):
+    return np.floor(x)
+
+
+@rule
+def floor_bwd(x, out):
+    return 0.0
+
+
+@rule
+def ceil_fwd(x):
+    return np.ceil(x)
+
+
+@rule
+def ceil_bwd(x, out):
+    return 0.0
+
+
+@rule
+def trunc_fwd(x):
+    return np.trunc(x)
+
+
+@rule
+def trunc_bwd(x, out):
+    return 0.0
+
+
+@rule
+def reciprocal_fwd(x):
+    return 1.0 / x
+
+
+@rule
+def reciprocal_bwd(x, out):
+    return -out * out                                      # d (1/x) = -dx / x^2
+
+
+@rule
+def rsqrt_fwd(x):
+    if x < 0:
+        return math.nan
+    return 1.0 / math.sqrt(x)
+
+
+@rule
+def rsqrt_bwd(x, out):
+    return -0.5 * out * out * out                          # d x^-1/2 = -x^-3/2 dx / 2
+
+
+@rule
+def sinh_fwd(x):
+    return math.sinh(x)
+
+
+@rule
+def sinh_bwd(x, out):
+    return math.cosh(x)
+
+
+@rule
+def cosh_fwd(x):
+    return math.cosh(x)
+
+
+@rule
+def cosh_bwd(x, out):
+    return math.sinh(x)
+
+
+@rule
+def erf_fwd(x):
+    return math.erf(x)
+
+
+@rule
+def erf_bwd(x, out):
+    return 1.1283791670955126 * math.exp(-x * x)           # 2 / sqrt(pi) exp(-x^2)
+
+
+@rule
 def clamp_fwd(x, lo, hi):
     if x != x:
         return x
@@ -196,6 +314,28 @@ def unary_fwd(op, x, p, q):
         return relu_fwd(x)
     elif op == OP_ROUND:
         return round_fwd(x)
+    elif op == OP_LOG1P:
+        return log1p_fwd(x)
+    elif op == OP_EXPM1:
+        return expm1_fwd(x)
+    elif op == OP_SIGN:
+        return sign_fwd(x)
+    elif op == OP_FLOOR:
+        return floor_fwd(x)
+    elif op == OP_CEIL:
+        return ceil_fwd(x)
+    elif op == OP_TRUNC:
+        return trunc_fwd(x)
+    elif op == OP_RECIPROCAL:
+        return reciprocal_fwd(x)
+    elif op == OP_RSQRT:
+        return rsqrt_fwd(x)
+    elif op == OP_SINH:
+        return sinh_fwd(x)
+    elif op == OP_COSH:
+        return cosh_fwd(x)
+    elif op == OP_ERF:
+        return erf_fwd(x)
     return clamp_fwd(x, p, q)
 
 
@@ -223,6 +363,28 @@ def unary_bwd(op, x, out, p, q):
         return relu_bwd(x, out)
     elif op == OP_ROUND:
         return round_bwd(x, out)
+    elif op == OP_LOG1P:
+        return log1p_bwd(x, out)
+    elif op == OP_EXPM1:
+        return expm1_bwd(x, out)
+    elif op == OP_SIGN:
+        return sign_bwd(x, out)
+    elif op == OP_FLOOR:
+        return floor_bwd(x, out)
+    elif op == OP_CEIL:
+        return ceil_bwd(x, out)
+    elif op == OP_TRUNC:
+        return trunc_bwd(x, out)
+    elif op == OP_RECIPROCAL:
+        return reciprocal_bwd(x, out)
+    elif op == OP_RSQRT:
+        return rsqrt_bwd(x, out)
+    elif op == OP_SINH:
+        return sinh_bwd(x, out)
+    elif op == OP_COSH:
+        return cosh_bwd(x, out)
+    elif op == OP_ERF:
+        return erf_bwd(x, out)
     return clamp_bwd(x, p, q)
 
 

@@ -10,11 +10,12 @@ import numpy as np
 
 # ---- opcodes (frozen as integer constants inside the njit interpreters) ----
 (OP_NEG, OP_ABS, OP_EXP, OP_LOG, OP_SQRT, OP_SIN, OP_COS, OP_TANH, OP_SIGMOID, OP_RELU,
- OP_ROUND, OP_CLAMP,
+ OP_ROUND, OP_LOG1P, OP_EXPM1, OP_SIGN, OP_FLOOR, OP_CEIL, OP_TRUNC, OP_RECIPROCAL, OP_RSQRT,
+ OP_SINH, OP_COSH, OP_ERF, OP_CLAMP,
  OP_ADD, OP_SUB, OP_MUL, OP_DIV, OP_POW, OP_MAXIMUM, OP_MINIMUM,
  OP_SUM, OP_MEAN, OP_NORM, OP_MAX, OP_MIN,
  OP_MATMUL,
- OP_STRIDED, OP_SETSTRIDED, OP_INDEX, OP_COPY, OP_CAST, OP_FILL) = range(31)
+ OP_STRIDED, OP_SETSTRIDED, OP_INDEX, OP_COPY, OP_CAST, OP_FILL) = range(42)
 
 FIRST_UNARY, LAST_UNARY = OP_NEG, OP_CLAMP
 FIRST_BINARY, LAST_BINARY = OP_ADD, OP_MINIMUM
@@ -35,6 +36,11 @@ MAXDIM = 8    # broadcasting and strided ops handle up to this many dimensions
 
 def _sigmoid(x):
     return 1.0 / (1.0 + np.exp(-x))
+
+
+def _erf(x):
+    import math
+    return np.vectorize(math.erf, otypes=[np.asarray(x).dtype])(x)
 
 
 def _round_half_even(x):
@@ -74,6 +80,19 @@ OPS = (
     OpDef(OP_SIGMOID, "sigmoid", "unary", "SigmoidBackward0", SAVE_OUT, _sigmoid),
     OpDef(OP_RELU, "relu", "unary", "ReluBackward0", SAVE_OUT, lambda x: np.maximum(x, 0)),
     OpDef(OP_ROUND, "round", "unary", "RoundBackward0", 0, _round_half_even),
+    OpDef(OP_LOG1P, "log1p", "unary", "Log1PBackward0", SAVE_A, np.log1p, (-0.9, 2.0)),
+    OpDef(OP_EXPM1, "expm1", "unary", "Expm1Backward0", SAVE_OUT, np.expm1),
+    OpDef(OP_SIGN, "sign", "unary", "SignBackward0", 0, np.sign),
+    OpDef(OP_FLOOR, "floor", "unary", "FloorBackward0", 0, np.floor),
+    OpDef(OP_CEIL, "ceil", "unary", "CeilBackward0", 0, np.ceil),
+    OpDef(OP_TRUNC, "trunc", "unary", "TruncBackward0", 0, np.trunc),
+    OpDef(OP_RECIPROCAL, "reciprocal", "unary", "ReciprocalBackward0", SAVE_OUT,
+          np.reciprocal, (0.3, 2.0)),
+    OpDef(OP_RSQRT, "rsqrt", "unary", "RsqrtBackward0", SAVE_OUT, lambda x: 1.0 / np.sqrt(x),
+          (0.2, 4.0)),
+    OpDef(OP_SINH, "sinh", "unary", "SinhBackward0", SAVE_A, np.sinh),
+    OpDef(OP_COSH, "cosh", "unary", "CoshBackward0", SAVE_A, np.cosh),
+    OpDef(OP_ERF, "erf", "unary", "ErfBackward0", SAVE_A, _erf),
     OpDef(OP_CLAMP, "clamp", "unary", "ClampBackward1", SAVE_A,
           lambda x: np.clip(x, -0.5, 0.7)),
     # ---- binary elementwise with broadcasting: out = f(a, b) ----

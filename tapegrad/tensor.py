@@ -12,11 +12,12 @@ import numpy as np
 
 from . import dtypes as D
 from .dtypes import Size, _Mode
-from .ops import (DIFF, GA, GB, OP_ABS, OP_ADD, OP_CAST, OP_CLAMP, OP_COPY, OP_COS, OP_DIV,
-                  OP_EXP, OP_FILL, OP_INDEX, OP_LOG, OP_MATMUL, OP_MAX, OP_MAXIMUM, OP_MEAN,
-                  OP_MIN, OP_MINIMUM, OP_MUL, OP_NEG, OP_NORM, OP_POW, OP_RELU, OP_ROUND,
-                  OP_SETSTRIDED, OP_SIGMOID, OP_SIN, OP_SQRT, OP_STRIDED, OP_SUB, OP_SUM, OP_TANH,
-                  OPS, SAVE_A, SAVE_B, SAVE_OUT)
+from .ops import (DIFF, GA, GB, OPS, OP_ABS, OP_ADD, OP_CAST, OP_CEIL, OP_CLAMP, OP_COPY, OP_COS,
+                  OP_COSH, OP_DIV, OP_ERF, OP_EXP, OP_EXPM1, OP_FILL, OP_FLOOR, OP_INDEX, OP_LOG,
+                  OP_LOG1P, OP_MATMUL, OP_MAX, OP_MAXIMUM, OP_MEAN, OP_MIN, OP_MINIMUM, OP_MUL,
+                  OP_NEG, OP_NORM, OP_POW, OP_RECIPROCAL, OP_RELU, OP_ROUND, OP_RSQRT,
+                  OP_SETSTRIDED, OP_SIGMOID, OP_SIGN, OP_SIN, OP_SINH, OP_SQRT, OP_STRIDED, OP_SUB,
+                  OP_SUM, OP_TANH, OP_TRUNC, SAVE_A, SAVE_B, SAVE_OUT)
 from .tape import NONE, TAPE
 
 _new = object.__new__
@@ -340,7 +341,8 @@ def _binary_numpy(op, x, y, dt, reverse):
 
 def _unary(op, x, fn=None, params=None):
     if not x._dt.is_floating_point:
-        if op in (OP_NEG, OP_ABS, OP_RELU, OP_ROUND, OP_CLAMP):
+        if op in (OP_NEG, OP_ABS, OP_RELU, OP_ROUND, OP_CLAMP, OP_SIGN, OP_FLOOR, OP_CEIL,
+                  OP_TRUNC):                    # integer in, integer out (as torch)
             ref = OPS[op].ref if op != OP_CLAMP else (lambda v: np.clip(v, *params))
             return _make_np(np.asarray(ref(x._np)).astype(x._dt.np), x._dt)
         x = _as_float(x, D.get_default_dtype())
@@ -1177,6 +1179,41 @@ class Tensor:
     def relu(self):
         return _unary(OP_RELU, self)
 
+    def log1p(self):
+        return _unary(OP_LOG1P, self)
+
+    def expm1(self):
+        return _unary(OP_EXPM1, self)
+
+    def sign(self):
+        return _unary(OP_SIGN, self)
+
+    def floor(self):
+        return _unary(OP_FLOOR, self)
+
+    def ceil(self):
+        return _unary(OP_CEIL, self)
+
+    def trunc(self):
+        return _unary(OP_TRUNC, self)
+
+    def reciprocal(self):
+        return _unary(OP_RECIPROCAL, self)
+
+    def rsqrt(self):
+        return _unary(OP_RSQRT, self)
+
+    def sinh(self):
+        return _unary(OP_SINH, self)
+
+    def cosh(self):
+        return _unary(OP_COSH, self)
+
+    def erf(self):
+        return _unary(OP_ERF, self)
+
+    fix = trunc
+
     def round(self, decimals=0):
         if decimals:
             s = 10.0 ** decimals
@@ -1725,6 +1762,41 @@ class Tensor:
 
     def sigmoid_(self):
         return self._inplace_unary(OP_SIGMOID, "SigmoidBackward0")
+
+    def log1p_(self):
+        return self._inplace_unary(OP_LOG1P, "Log1PBackward0")
+
+    def expm1_(self):
+        return self._inplace_unary(OP_EXPM1, "Expm1Backward0")
+
+    def sign_(self):
+        return self._inplace_unary(OP_SIGN, "SignBackward0")
+
+    def floor_(self):
+        return self._inplace_unary(OP_FLOOR, "FloorBackward0")
+
+    def ceil_(self):
+        return self._inplace_unary(OP_CEIL, "CeilBackward0")
+
+    def trunc_(self):
+        return self._inplace_unary(OP_TRUNC, "TruncBackward0")
+
+    def reciprocal_(self):
+        return self._inplace_unary(OP_RECIPROCAL, "ReciprocalBackward0")
+
+    def rsqrt_(self):
+        return self._inplace_unary(OP_RSQRT, "RsqrtBackward0")
+
+    def sinh_(self):
+        return self._inplace_unary(OP_SINH, "SinhBackward0")
+
+    def cosh_(self):
+        return self._inplace_unary(OP_COSH, "CoshBackward0")
+
+    def erf_(self):
+        return self._inplace_unary(OP_ERF, "ErfBackward0")
+
+    fix_ = trunc_
 
     def fill_(self, value):
         _check_inplace(self)
