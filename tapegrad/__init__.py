@@ -51,7 +51,8 @@ for _name in ("neg", "abs", "exp", "log", "sqrt", "sin", "cos", "tanh", "sigmoid
               "lt", "le", "gt", "ge", "maximum", "minimum", "isnan", "numel", "clone", "detach",
               "mul", "multiply", "div", "divide", "sub", "add", "swapaxes", "addcmul", "addcdiv",
               "lerp", "clamp_min", "clamp_max", "var", "std", "log1p", "expm1", "sign", "floor",
-              "ceil", "trunc", "fix", "reciprocal", "rsqrt", "sinh", "cosh", "erf"):
+              "ceil", "trunc", "fix", "reciprocal", "rsqrt", "sinh", "cosh", "erf", "softmax",
+              "log_softmax", "logsumexp"):
     globals()[_name] = _method(_name)
 negative, absolute, subtract = neg, abs, sub
 

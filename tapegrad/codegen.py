@@ -33,7 +33,7 @@ from .fuse import BLOCK, externs, members, products, row_vectors
 from .interpret import (OP_CAST, P_ACC, P_AFFINE_BWD, P_AFFINE_FWD, P_BWD, P_CMP, P_COPY,
                         P_FWD, P_SEED, P_SEEDSLOT, P_TAKE, P_VALUE, P_ZERO, sources_stamp)
 from .kernels import ENTRY_OPTIONS, LINE, SMALL_MATMUL
-from .ops import (DIFF, GA, GB, LAST_BINARY, LAST_REDUCE, LAST_UNARY, OP_CLAMP, OP_COPY, OP_FILL,
+from .ops import (DIFF, GA, GB, LAST_BINARY, LAST_REDUCE, LAST_UNARY, OP_COPY, OP_FILL,
                   OP_INDEX, OP_MATMUL, OP_MEAN, OP_NORM, OP_POW, OP_SETSTRIDED, OP_STRIDED, OP_SUM,
                   OPS)
 
@@ -172,7 +172,7 @@ class _Writer:
         return f"{self.arr('F', d)}[{self.o(s)}]"
 
     def rule(self, op, direction, args, d, aux):
-        if op == OP_CLAMP:
+        if OPS[op].params:
             C, k = self.arr("C", d), self.param(aux)
             args += f", {C}[{k}], {C}[{k} + 1]"
         return f"{self.call(OPS[op].name + '_' + direction)}({args})"
@@ -262,7 +262,7 @@ class _Writer:
                                  if ga else []))
         elif op <= LAST_UNARY:
             x = f"{F}[{self.o(a)} + i]"
-            r = self.rule(op, "bwd", x if op == OP_CLAMP else f"{x}, {F}[{self.o(out)} + i]", d,
+            r = self.rule(op, "bwd", x if OPS[op].params else f"{x}, {F}[{self.o(out)} + i]", d,
                           aux)                   # clamp_bwd(x, lo, hi); the others (x, out)
             self.loop(n, take + [f"{G}[{self.g(a)} + i] += g * {r}"])
         elif op <= LAST_BINARY and (aux < 0 or i in self.rowvec):

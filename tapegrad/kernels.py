@@ -23,7 +23,7 @@ from numba.extending import intrinsic
 from .ops import (OP_ABS, OP_ADD, OP_CEIL, OP_COS, OP_COSH, OP_DIV, OP_ERF, OP_EXP, OP_EXPM1,
                   OP_FLOOR, OP_LOG, OP_LOG1P, OP_MAX, OP_MAXIMUM, OP_MEAN, OP_MIN, OP_MUL,
                   OP_NEG, OP_NORM, OP_POW, OP_RECIPROCAL, OP_RELU, OP_ROUND, OP_RSQRT,
-                  OP_SIGMOID, OP_SIGN, OP_SIN, OP_SINH, OP_SQRT, OP_SUB, OP_SUM, OP_TANH,
+                  OP_SIGMOID, OP_SIGN, OP_SIN, OP_SINH, OP_SOFTPLUS, OP_SQRT, OP_SUB, OP_SUM, OP_TANH,
                   OP_TRUNC)
 
 # The options of every compiled function, set here once:
@@ -278,6 +278,27 @@ def erf_bwd(x, out):
 
 
 @rule
+def softplus_fwd(x, beta, threshold):
+    bx = beta * x
+    if bx > threshold:                                     # linear above the threshold, as
+        return x                                           # torch (threshold inf: never)
+    if bx > 0:
+        return (bx + math.log1p(math.exp(-bx))) / beta     # log(1 + e^bx) without overflow
+    return math.log1p(math.exp(bx)) / beta
+
+
+@rule
+def softplus_bwd(x, beta, threshold):
+    bx = beta * x
+    if bx > threshold:
+        return 1.0
+    if bx >= 0:
+        return 1.0 / (1.0 + math.exp(-bx))                 # sigmoid(beta x)
+    e = math.exp(bx)
+    return e / (1.0 + e)
+
+
+@rule
 def clamp_fwd(x, lo, hi):
     if x != x:
         return x
@@ -336,6 +357,8 @@ def unary_fwd(op, x, p, q):
         return cosh_fwd(x)
     elif op == OP_ERF:
         return erf_fwd(x)
+    elif op == OP_SOFTPLUS:
+        return softplus_fwd(x, p, q)
     return clamp_fwd(x, p, q)
 
 
@@ -385,6 +408,8 @@ def unary_bwd(op, x, out, p, q):
         return cosh_bwd(x, out)
     elif op == OP_ERF:
         return erf_bwd(x, out)
+    elif op == OP_SOFTPLUS:
+        return softplus_bwd(x, p, q)
     return clamp_bwd(x, p, q)
 
 

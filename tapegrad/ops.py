@@ -11,11 +11,11 @@ import numpy as np
 # ---- opcodes (frozen as integer constants inside the njit interpreters) ----
 (OP_NEG, OP_ABS, OP_EXP, OP_LOG, OP_SQRT, OP_SIN, OP_COS, OP_TANH, OP_SIGMOID, OP_RELU,
  OP_ROUND, OP_LOG1P, OP_EXPM1, OP_SIGN, OP_FLOOR, OP_CEIL, OP_TRUNC, OP_RECIPROCAL, OP_RSQRT,
- OP_SINH, OP_COSH, OP_ERF, OP_CLAMP,
+ OP_SINH, OP_COSH, OP_ERF, OP_SOFTPLUS, OP_CLAMP,
  OP_ADD, OP_SUB, OP_MUL, OP_DIV, OP_POW, OP_MAXIMUM, OP_MINIMUM,
  OP_SUM, OP_MEAN, OP_NORM, OP_MAX, OP_MIN,
  OP_MATMUL,
- OP_STRIDED, OP_SETSTRIDED, OP_INDEX, OP_COPY, OP_CAST, OP_FILL) = range(42)
+ OP_STRIDED, OP_SETSTRIDED, OP_INDEX, OP_COPY, OP_CAST, OP_FILL) = range(43)
 
 FIRST_UNARY, LAST_UNARY = OP_NEG, OP_CLAMP
 FIRST_BINARY, LAST_BINARY = OP_ADD, OP_MINIMUM
@@ -43,6 +43,13 @@ def _erf(x):
     return np.vectorize(math.erf, otypes=[np.asarray(x).dtype])(x)
 
 
+def _softplus(x, beta, threshold):
+    """torch.nn.functional.softplus: log(1 + exp(beta x)) / beta, x where beta x > threshold."""
+    bx = beta * np.asarray(x)
+    return np.where(bx > threshold, x, (np.maximum(bx, 0) + np.log1p(np.exp(-np.abs(bx))))
+                    / beta)
+
+
 def _round_half_even(x):
     return np.round(x)
 
@@ -65,6 +72,8 @@ class OpDef(NamedTuple):
     saves: int           # SAVE_* bits: what backward reads
     ref: Optional[Callable] = None   # NumPy reference (tests)
     lims: tuple = (-2.0, 2.0)        # input domain for tests
+    params: bool = False             # unary: takes two numbers (immediates), and its backward
+                                     # rule is (x, p, q), not (x, out)
 
 
 OPS = (
@@ -93,8 +102,10 @@ OPS = (
     OpDef(OP_SINH, "sinh", "unary", "SinhBackward0", SAVE_A, np.sinh),
     OpDef(OP_COSH, "cosh", "unary", "CoshBackward0", SAVE_A, np.cosh),
     OpDef(OP_ERF, "erf", "unary", "ErfBackward0", SAVE_A, _erf),
+    OpDef(OP_SOFTPLUS, "softplus", "unary", "SoftplusBackward0", SAVE_A,
+          lambda x: _softplus(x, 1.5, 2.0), params=True),
     OpDef(OP_CLAMP, "clamp", "unary", "ClampBackward1", SAVE_A,
-          lambda x: np.clip(x, -0.5, 0.7)),
+          lambda x: np.clip(x, -0.5, 0.7), params=True),
     # ---- binary elementwise with broadcasting: out = f(a, b) ----
     OpDef(OP_ADD, "add", "binary", "AddBackward0", 0, np.add),
     OpDef(OP_SUB, "sub", "binary", "SubBackward0", 0, np.subtract),

@@ -1249,6 +1249,18 @@ class Tensor:
     def square(self):
         return self * self
 
+    def softmax(self, dim, dtype=None):
+        from .nn.functional import softmax
+        return softmax(self, dim, dtype=dtype)
+
+    def log_softmax(self, dim, dtype=None):
+        from .nn.functional import log_softmax
+        return log_softmax(self, dim, dtype=dtype)
+
+    def logsumexp(self, dim, keepdim=False):
+        from .nn.functional import logsumexp
+        return logsumexp(self, dim, keepdim)
+
     # ---- reductions ----
     def sum(self, dim=None, keepdim=False, dtype=None):
         x = self if dtype is None else self.to(dtype)

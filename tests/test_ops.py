@@ -13,7 +13,8 @@ BROADCAST = [((), (3,)), ((3, 2), (2,)), ((3, 1), (1, 4)), ((2, 1, 3), (4, 1)),
 REDUCE_ARGS = [dict(), dict(dim=0), dict(dim=-1, keepdim=True)]
 MATMUL = [((3,), (3,)), ((2, 3), (3,)), ((3,), (3, 4)), ((2, 3), (3, 4)),
           ((2, 2, 3), (2, 3, 4)), ((2, 2, 3), (3, 4)), ((3,), (2, 3, 4)), ((2, 1, 2, 3), (3, 3, 2))]
-UNARY_CALL = {"clamp": lambda x: x.clamp(-0.5, 0.7)}
+UNARY_CALL = {"clamp": lambda x: x.clamp(-0.5, 0.7),
+              "softplus": lambda x: tg.nn.functional.softplus(x, 1.5, 2.0)}
 
 
 def _data(rng, shape, lims):
@@ -87,7 +88,8 @@ def test_gradient_matches_finite_differences(op, f_tg, f_np, shapes):
         np.testing.assert_allclose(g.numpy(), e, rtol=RTOL, atol=ATOL)
 
 
-TORCH_CALL = {"clamp": lambda x: x.clamp(-0.5, 0.7)}
+TORCH_CALL = {"clamp": lambda x: x.clamp(-0.5, 0.7),
+              "softplus": lambda x: __import__("torch").nn.functional.softplus(x, 1.5, 2.0)}
 
 
 @pytest.mark.parametrize("op,f_tg,f_np,shapes", CASES, ids=IDS)

@@ -1,4 +1,5 @@
-"""Activation layers: ReLU, LeakyReLU, ELU, Sigmoid, Tanh."""
+"""Activation layers: ReLU, LeakyReLU, ELU, Sigmoid, Tanh, Softplus, SiLU, GELU, Softmax,
+LogSoftmax."""
 from . import functional as F
 from .module import Module
 
@@ -63,3 +64,78 @@ class Tanh(Module):
 
     def forward(self, input):
         return input.tanh()
+
+
+class Softplus(Module):
+    """log(1 + exp(beta x)) / beta elementwise, x where beta x > threshold."""
+    __constants__ = ["beta", "threshold"]
+
+    def __init__(self, beta=1.0, threshold=20.0):
+        super().__init__()
+        self.beta, self.threshold = beta, threshold
+
+    def forward(self, input):
+        return F.softplus(input, self.beta, self.threshold)
+
+    def extra_repr(self):
+        return f"beta={self.beta}, threshold={self.threshold}"
+
+
+class SiLU(Module):
+    """x * sigmoid(x) elementwise."""
+    __constants__ = ["inplace"]
+
+    def __init__(self, inplace=False):
+        super().__init__()
+        self.inplace = inplace
+
+    def forward(self, input):
+        return F.silu(input, inplace=self.inplace)
+
+    def extra_repr(self):
+        return "inplace=True" if self.inplace else ""
+
+
+class GELU(Module):
+    """x * Phi(x) elementwise (approximate="tanh": the tanh approximation)."""
+    __constants__ = ["approximate"]
+
+    def __init__(self, approximate="none"):
+        super().__init__()
+        self.approximate = approximate
+
+    def forward(self, input):
+        return F.gelu(input, approximate=self.approximate)
+
+    def extra_repr(self):
+        return f"approximate={self.approximate!r}"
+
+
+class Softmax(Module):
+    """exp(x) / sum(exp(x)) along dim."""
+    __constants__ = ["dim"]
+
+    def __init__(self, dim=None):
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, input):
+        return F.softmax(input, self.dim, _stacklevel=5)
+
+    def extra_repr(self):
+        return f"dim={self.dim}"
+
+
+class LogSoftmax(Module):
+    """x - logsumexp(x) along dim."""
+    __constants__ = ["dim"]
+
+    def __init__(self, dim=None):
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, input):
+        return F.log_softmax(input, self.dim, _stacklevel=5)
+
+    def extra_repr(self):
+        return f"dim={self.dim}"

@@ -3,6 +3,7 @@
 Every function is composed of differentiable tensor ops, so it records onto the tape and
 replays under tapegrad.compile like any other op.
 """
+import math
 import warnings
 
 from ..dtypes import is_grad_enabled
@@ -137,7 +138,116 @@ def tanh(input):
     return input.tanh()
 
 
+def softplus(input, beta=1.0, threshold=20.0):
+    """log(1 + exp(beta x)) / beta, and x where beta x > threshold (one op: its gradient,
+    sigmoid(beta x), is exact everywhere, and it never overflows)."""
+    from ..tensor import _unary
+    from ..ops import OP_SOFTPLUS
+    return _unary(OP_SOFTPLUS, input, "SoftplusBackward0", (float(beta), float(threshold)))
+
+
+def silu(input, inplace=False):
+    """x * sigmoid(x)."""
+    if inplace:
+        return _inplace(input, lambda x: x * x.sigmoid())
+    return input * input.sigmoid()
+
+
+def gelu(input, approximate="none"):
+    """x * Phi(x), Phi the standard normal CDF: 0.5 x (1 + erf(x / sqrt 2)); approximate="tanh":
+    0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3)))."""
+    if approximate == "none":
+        return 0.5 * input * (1.0 + (input * (1.0 / math.sqrt(2.0))).erf())
+    if approximate == "tanh":
+        inner = math.sqrt(2.0 / math.pi) * (input + 0.044715 * input * input * input)
+        return 0.5 * input * (1.0 + inner.tanh())
+    raise RuntimeError("approximate argument must be either none or tanh.")
+
+
+def _softmax_dim(ndim, name):
+    warnings.warn(f"Implicit dimension choice for {name} has been deprecated. Change the call "
+                  f"to include dim=X as an argument.", stacklevel=3)
+    return 0 if ndim in (0, 1, 3) else 1
+
+
+def _shifted(input, dim, finite=False):
+    """input less its max along dim (kept), the max detached (the results are the same for any
+    shift, so its gradient is not needed) and at least the dtype's lowest finite value, so that
+    all -inf gives what torch gives, not NaN; `finite`: at most its largest too (logsumexp of
+    +inf is inf, as torch; softmax of +inf is NaN, as torch)."""
+    x = input if input.dtype.is_floating_point else input.float()
+    if x.dim() == 0:
+        m = x.detach()
+    else:
+        m = x.detach()
+        for d in (dim if isinstance(dim, (tuple, list)) else (dim,)):
+            m = m.amax(dim=d, keepdim=True)
+    fin = _finfo(x)
+    m = m.clamp(-fin, fin if finite else None)
+    return x - m, m
+
+
+def _finfo(x):
+    import numpy as np
+    return float(np.finfo(x.dtype.np).max)
+
+
+def softmax(input, dim=None, _stacklevel=3, dtype=None):
+    """exp(x) / sum(exp(x)) along dim, computed with x's max taken out."""
+    if dtype is not None:
+        input = input.to(dtype)
+    if dim is None:
+        dim = _softmax_dim(input.dim(), "softmax")
+    z, _ = _shifted(input, dim)
+    e = z.exp()
+    return e / e.sum(dim, keepdim=True) if input.dim() else e / e
+
+
+def log_softmax(input, dim=None, _stacklevel=3, dtype=None):
+    """x - logsumexp(x) along dim."""
+    if dtype is not None:
+        input = input.to(dtype)
+    if dim is None:
+        dim = _softmax_dim(input.dim(), "log_softmax")
+    z, _ = _shifted(input, dim)
+    if not input.dim():
+        return z - z.exp().log()
+    return z - z.exp().sum(dim, keepdim=True).log()
+
+
+def logsumexp(input, dim, keepdim=False):
+    """log(sum(exp(x))) along dim (an int or a tuple), without overflow."""
+    z, m = _shifted(input, dim, finite=True)
+    if not input.dim():
+        return z.exp().log() + m
+    out = z.exp().sum(dim, keepdim=True).log() + m
+    if not keepdim:
+        dims = dim if isinstance(dim, (tuple, list)) else (dim,)
+        for d in sorted((d % input.dim() for d in dims), reverse=True):
+            out = out.squeeze(d)
+    return out
+
+
 # ---- losses ----
+def binary_cross_entropy_with_logits(input, target, weight=None, size_average=None, reduce=None,
+                                     reduction="mean", pos_weight=None):
+    """-[p y log sigmoid(x) + (1 - y) log(1 - sigmoid(x))] from the logits x (p: pos_weight),
+    as (1 - y) x + (1 + (p - 1) y) softplus(-x): stable for any x, its gradient exact."""
+    if size_average is not None or reduce is not None:
+        reduction = _reduction_from_legacy(size_average, reduce)
+    reduction = _check_reduction(reduction)
+    if target.size() != input.size():
+        raise ValueError(f"Target size ({target.size()}) must be the same as input size "
+                         f"({input.size()})")
+    sp = softplus(-input, 1.0, math.inf)
+    if pos_weight is not None:
+        sp = (1.0 + (pos_weight - 1.0) * target) * sp
+    loss = (1.0 - target) * input + sp
+    if weight is not None:
+        loss = loss * weight
+    return _reduce(loss, reduction)
+
+
 def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None):
     """Mean (or sum, or none) of (input - target)^2."""
     _check_sizes(input, target, "mse_loss")
@@ -196,4 +306,6 @@ def huber_loss(input, target, reduction="mean", delta=1.0, weight=None):
 
 
 __all__ = ["linear", "relu", "relu_", "leaky_relu", "leaky_relu_", "elu", "elu_", "sigmoid",
-           "tanh", "mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss"]
+           "tanh", "softplus", "silu", "gelu", "softmax", "log_softmax", "logsumexp",
+           "binary_cross_entropy_with_logits", "mse_loss", "l1_loss", "smooth_l1_loss",
+           "huber_loss"]

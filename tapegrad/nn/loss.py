@@ -1,4 +1,5 @@
-"""Regression losses: MSELoss, L1Loss, SmoothL1Loss, HuberLoss (reduction 'mean'|'sum'|'none')."""
+"""Losses: MSELoss, L1Loss, SmoothL1Loss, HuberLoss, BCEWithLogitsLoss (reduction 'mean'|'sum'|
+'none')."""
 from . import functional as F
 from .functional import _reduction_from_legacy
 from .module import Module
@@ -51,3 +52,20 @@ class HuberLoss(_Loss):
 
     def forward(self, input, target):
         return F.huber_loss(input, target, reduction=self.reduction, delta=self.delta)
+
+
+class BCEWithLogitsLoss(_Loss):
+    """Binary cross-entropy of sigmoid(input) against target, from the logits (stable);
+    weight rescales each element's loss, pos_weight the positive class's."""
+    __constants__ = ["reduction"]
+
+    def __init__(self, weight=None, size_average=None, reduce=None, reduction="mean",
+                 pos_weight=None):
+        super().__init__(size_average, reduce, reduction)
+        self.register_buffer("weight", weight)
+        self.register_buffer("pos_weight", pos_weight)
+
+    def forward(self, input, target):
+        return F.binary_cross_entropy_with_logits(input, target, self.weight,
+                                                  pos_weight=self.pos_weight,
+                                                  reduction=self.reduction)
