@@ -18,7 +18,7 @@ from .random import Generator, initial_seed, manual_seed, seed
 from .threads import get_num_threads, set_num_threads
 from .tape import TAPE as _TAPE
 from .printing import get_printoptions, set_printoptions
-from .tensor import Tensor, cat, stack, tensor
+from .tensor import Tensor, cat, stack, tensor, where
 from .compile import compile
 from .eager import set_eager_compile
 
@@ -52,7 +52,9 @@ for _name in ("neg", "abs", "exp", "log", "sqrt", "sin", "cos", "tanh", "sigmoid
               "mul", "multiply", "div", "divide", "sub", "add", "swapaxes", "addcmul", "addcdiv",
               "lerp", "clamp_min", "clamp_max", "var", "std", "log1p", "expm1", "sign", "floor",
               "ceil", "trunc", "fix", "reciprocal", "rsqrt", "sinh", "cosh", "erf", "softmax",
-              "log_softmax", "logsumexp"):
+              "log_softmax", "logsumexp", "isinf", "isposinf", "isneginf", "isfinite",
+              "nan_to_num", "masked_fill", "broadcast_to", "narrow", "split", "chunk",
+              "index_select", "outer", "ger", "bmm", "addmm", "tril", "triu", "diag"):
     globals()[_name] = _method(_name)
 negative, absolute, subtract = neg, abs, sub
 

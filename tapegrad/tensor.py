@@ -1249,6 +1249,27 @@ class Tensor:
     def square(self):
         return self * self
 
+    def where(self, condition, other):
+        return where(condition, self, other)
+
+    def masked_fill(self, mask, value):
+        """value where mask holds (a Python number or a 0-d tensor), self elsewhere."""
+        if isinstance(value, Tensor) and value.dim():
+            raise RuntimeError(f"masked_fill_ only supports a 0-dimensional value tensor, but "
+                               f"got tensor with {value.dim()} dimension(s).")
+        mask = _tensor_of(mask)
+        if not mask._dt.is_bool:
+            raise RuntimeError(f"masked_fill_ only supports boolean masks, but got mask with "
+                               f"dtype {mask._dt.name}")
+        if _broadcast(mask._shape, self._shape, "masked_fill")[0] != self._shape:
+            raise RuntimeError(f"masked_fill: the mask of shape {list(mask._shape)} does not "
+                               f"broadcast to the tensor's shape {list(self._shape)}")
+        v = value if isinstance(value, Tensor) else tensor(value, dtype=self._dt)
+        return _named(where(mask, v.to(self._dt), self), "MaskedFillBackward0")
+
+    def masked_fill_(self, mask, value):
+        return self.copy_(self.masked_fill(mask, value))
+
     def softmax(self, dim, dtype=None):
         from .nn.functional import softmax
         return softmax(self, dim, dtype=dtype)
@@ -1413,6 +1434,33 @@ class Tensor:
     def isnan(self):
         return _make_np(np.isnan(self._value()))
 
+    def isinf(self):
+        return _make_np(np.isinf(self._value()))
+
+    def isposinf(self):
+        return _make_np(np.isposinf(self._value()))
+
+    def isneginf(self):
+        return _make_np(np.isneginf(self._value()))
+
+    def isfinite(self):
+        return _make_np(np.isfinite(self._value()))
+
+    def nan_to_num(self, nan=0.0, posinf=None, neginf=None):
+        """NaN, +inf and -inf replaced (by 0, the dtype's largest and lowest value); the
+        gradient passes where the value was finite, as torch."""
+        if not self._dt.is_floating_point:
+            return self.clone()
+        big = float(np.finfo(self._dt.np).max)
+        v = self._value()
+        out = where(tensor(np.isnan(v)), float(nan), self)
+        out = where(tensor(np.isposinf(v)), big if posinf is None else float(posinf), out)
+        out = where(tensor(np.isneginf(v)), -big if neginf is None else float(neginf), out)
+        return _named(out, "NanToNumBackward0")
+
+    def nan_to_num_(self, nan=0.0, posinf=None, neginf=None):
+        return self.copy_(self.nan_to_num(nan, posinf, neginf))
+
     # ---- shapes ----
     def view(self, *shape):
         if len(shape) == 1 and isinstance(shape[0], D.dtype):
@@ -1530,6 +1578,127 @@ class Tensor:
 
     def expand_as(self, other):
         return self.expand(other._shape)
+
+    def broadcast_to(self, size):
+        return self.expand(size)
+
+    def narrow(self, dim, start, length):
+        d = _dim(dim, len(self._shape), "narrow")
+        n = self._shape[d]
+        start = start + n if start < 0 else start
+        if not 0 <= start <= n or length < 0 or start + length > n:
+            raise RuntimeError(f"start ({start}) + length ({length}) exceeds dimension size "
+                               f"({n}).")
+        return self[(slice(None),) * d + (slice(start, start + length),)]
+
+    def split(self, split_size, dim=0):
+        d = _dim(dim, len(self._shape), "split")
+        n = self._shape[d]
+        if isinstance(split_size, (list, tuple)):
+            sizes = [int(k) for k in split_size]
+            if sum(sizes) != n or any(k < 0 for k in sizes):
+                raise RuntimeError(f"split_with_sizes expects split_sizes to sum exactly to {n} "
+                                   f"(input tensor's size at dimension {d}), but got "
+                                   f"split_sizes={sizes}")
+        else:
+            if split_size <= 0 and n:
+                raise RuntimeError(f"split expects split_size be non-negative, but got "
+                                   f"split_size={split_size}")
+            sizes = [min(split_size, n - k) for k in range(0, n, split_size)] if n else [0]
+        out, at = [], 0
+        for k in sizes:
+            out.append(self.narrow(d, at, k))
+            at += k
+        return tuple(out)
+
+    def chunk(self, chunks, dim=0):
+        if chunks <= 0:
+            raise RuntimeError("chunk expects `chunks` to be greater than 0, got: " + str(chunks))
+        n = self._shape[_dim(dim, len(self._shape), "chunk")]
+        return self.split(max(1, -(-n // chunks)), dim)
+
+    def index_select(self, dim, index):
+        index = _tensor_of(index)
+        if index.dim() > 1:
+            raise IndexError("index_select(): Index is supposed to be a vector")
+        if index._dt.is_floating_point or index._dt.is_bool:
+            raise RuntimeError(f"index_select(): Expected dtype int32/int64 for index but got: "
+                               f"{index._dt.name}")
+        d = _dim(dim, len(self._shape), "index_select")
+        idx = index.reshape(-1)
+        if d == 0:
+            return _named(self[idx], "IndexSelectBackward0")
+        return _named(self.transpose(0, d)[idx].transpose(0, d), "IndexSelectBackward0")
+
+    def outer(self, vec2):
+        if self.dim() != 1 or vec2.dim() != 1:
+            raise RuntimeError(f"outer: expected 1-D tensors, but got {self.dim()}-D and "
+                               f"{vec2.dim()}-D")
+        return self.unsqueeze(1) * vec2.unsqueeze(0)
+
+    ger = outer
+
+    def bmm(self, mat2):
+        if self.dim() != 3:
+            raise RuntimeError("batch1 must be a 3D tensor")
+        if mat2.dim() != 3:
+            raise RuntimeError("batch2 must be a 3D tensor")
+        b, n, k = self._shape
+        if tuple(mat2.shape[:2]) != (b, k):
+            raise RuntimeError(f"Expected size for first two dimensions of batch2 tensor to be: "
+                               f"[{b}, {k}] but got: [{mat2.shape[0]}, {mat2.shape[1]}].")
+        return self.matmul(mat2)
+
+    def addmm(self, mat1, mat2, *, beta=1, alpha=1):
+        """beta * self + alpha * (mat1 @ mat2)."""
+        if mat1.dim() != 2 or mat2.dim() != 2:
+            raise RuntimeError(f"addmm: expected 2-D matrices, got {mat1.dim()}-D and "
+                               f"{mat2.dim()}-D")
+        prod = mat1.mm(mat2)
+        prod = prod if alpha == 1 else alpha * prod
+        out = prod if beta == 0 else (self if beta == 1 else beta * self) + prod
+        return _named(out, "AddmmBackward0")
+
+    def _tri(self, diagonal, lower):
+        if self.dim() < 2:
+            raise RuntimeError(f"{'tril' if lower else 'triu'}: input tensor must have at least "
+                               f"2 dimensions")
+        r, c = self._shape[-2:]
+        keep = np.tri(r, c, diagonal, dtype=bool) if lower else ~np.tri(r, c, diagonal - 1,
+                                                                          dtype=bool)
+        zero = False if self._dt.is_bool else 0
+        return _named(where(tensor(keep), self, zero), "TrilBackward0" if lower else
+                      "TriuBackward0")
+
+    def tril(self, diagonal=0):
+        return self._tri(diagonal, True)
+
+    def triu(self, diagonal=0):
+        return self._tri(diagonal, False)
+
+    def diag(self, diagonal=0):
+        """A 1-D tensor's values on the diagonal of a square matrix, or a matrix's diagonal."""
+        k = diagonal
+        if self.dim() == 1:
+            n = self._shape[0]
+            from .factory import zeros
+            m = n + abs(k)
+            z = zeros((m, m), dtype=self._dt)
+            if n:
+                start = k if k >= 0 else -k * m
+                flat = z.reshape(-1)
+                flat[start:start + (m + 1) * (n - 1) + 1:m + 1] = self
+                z = flat.reshape(m, m)
+            return _named(z, "DiagEmbedBackward0")
+        if self.dim() != 2:
+            raise RuntimeError("diag(): Supports 1D or 2D tensors. Got " + str(self.dim()) + "D")
+        r, c = self._shape
+        length = max(0, min(r, c - k) if k >= 0 else min(r + k, c))
+        if not length:
+            return self.reshape(-1)[:0]
+        start = k if k >= 0 else -k * c
+        return _named(self.reshape(-1)[start:start + (c + 1) * (length - 1) + 1:c + 1],
+                      "DiagonalBackward0")
 
     def repeat(self, *sizes):
         if len(sizes) == 1 and isinstance(sizes[0], (tuple, list)):
@@ -1973,6 +2142,41 @@ def tensor(data, dtype=None, device=None, requires_grad=False, pin_memory=False)
     if isinstance(dt, np.dtype) or isinstance(dt, type):
         dt = D.from_np(dt)
     return _from_array(v, dt, requires_grad)
+
+
+def where(condition, input=None, other=None, *, out=None):
+    """input where condition holds, other elsewhere, all three broadcast (input and other may
+    be Python numbers). Exact: each element is copied from its side, never computed from both
+    (an inf or NaN on the side not taken does not leak in), and the gradient reaches each side
+    only where it was taken. where(condition) alone is nonzero(condition, as_tuple=True)."""
+    if input is None and other is None:
+        c = np.asarray(_tensor_of(condition)._value())
+        return tuple(_make_np(i.astype(np.int64), D.int64) for i in np.nonzero(c))
+    if input is None or other is None:
+        raise TypeError("where() takes 1 or 3 positional arguments")
+    c = _tensor_of(condition)
+    if not c._dt.is_bool:
+        raise RuntimeError(f"where expected condition to be a boolean tensor, but got a tensor "
+                           f"with dtype {c._dt.name.capitalize()}")
+    if isinstance(input, Tensor):
+        dt = _result_dtype(input, other)
+    elif isinstance(other, Tensor):
+        dt = _result_dtype(other, input)
+    else:
+        dt = _result_dtype(tensor(input), other)
+    x, y = _tensor_of(input, dt), _tensor_of(other, dt)
+    shape, _ = _broadcast(x._shape, y._shape, "where")
+    shape, _ = _broadcast(c._shape, shape, "where")
+    take = np.broadcast_to(np.asarray(c._value(), bool), shape).reshape(-1)
+    if not dt.is_floating_point:
+        return _make_np(np.where(take, np.broadcast_to(x._value(), shape).reshape(-1),
+                                 np.broadcast_to(y._value(), shape).reshape(-1)).astype(dt.np)
+                        .reshape(shape), dt)
+    x, y = _as_float(x, dt).expand(shape), _as_float(y, dt).expand(shape)
+    n = _prod(shape)
+    both = cat([x.reshape(-1), y.reshape(-1)])
+    pick = np.arange(n, dtype=np.int64) + n * (~take)
+    return _named(both[_make_np(pick, D.int64)].reshape(shape), "WhereBackward0")
 
 
 def cat(tensors, dim=0, *, out=None):

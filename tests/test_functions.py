@@ -222,3 +222,199 @@ def test_logistic_regression_with_bce_with_logits_follows_torch():
         losses.append([step(Xt, yt).item() for _ in range(30)])
     np.testing.assert_allclose(losses[1], losses[0], rtol=1e-5)
     assert losses[1][-1] < losses[1][0]
+
+
+# ---- where and masked_fill: each element copied from the side taken ----
+def _where_cases(L, a, b):
+    return [L.where(a > 0.2, a, b), L.where(a > 0.2, a, 0.5), L.where(b < 0, -1.0, b),
+            a.masked_fill(a < 0, -2.0), a.where(a.abs() < 1, b)]
+
+
+def _where_inputs():
+    rng = np.random.default_rng(4)
+    return rng.normal(size=(3, 4)), rng.normal(size=(4,))
+
+
+def test_where_values_and_gradients_match_numpy():
+    A, B = _where_inputs()
+    a, b = tg.tensor(A, requires_grad=True), tg.tensor(B, requires_grad=True)
+    outs = _where_cases(tg, a, b)
+    Bb = np.broadcast_to(B, A.shape)
+    refs = [np.where(A > 0.2, A, Bb), np.where(A > 0.2, A, 0.5), np.where(B < 0, -1.0, B),
+            np.where(A < 0, -2.0, A), np.where(np.abs(A) < 1, A, Bb)]
+    for o, r in zip(outs, refs):
+        np.testing.assert_array_equal(o.detach().numpy(), r)
+    sum(o.sum() for o in outs).backward()
+    ga = (A > 0.2) * 2.0 + (A >= 0) + (np.abs(A) < 1)     # the sides each output took
+    gb = ((A <= 0.2).sum(0) + (np.abs(A) >= 1).sum(0)) + (B >= 0)
+    np.testing.assert_array_equal(a.grad.numpy(), ga)
+    np.testing.assert_array_equal(b.grad.numpy(), gb)
+
+
+def test_where_keeps_the_side_not_taken_out():
+    a = tg.tensor([1.0, np.inf, np.nan, -1.0], requires_grad=True)
+    out = tg.where(a < 2.0, a, 0.0)                  # inf and NaN compare False: 0 there
+    np.testing.assert_array_equal(out.detach().numpy(), [1.0, 0.0, 0.0, -1.0])
+    out.sum().backward()
+    np.testing.assert_array_equal(a.grad.numpy(), [1.0, 0.0, 0.0, 1.0])
+
+
+def test_where_matches_torch():
+    torch = pytest.importorskip("torch")
+    A, B = _where_inputs()
+    A[0, 1], B[2] = np.inf, np.nan
+    got = []
+    for L in (tg, torch):
+        a = L.tensor(A, dtype=L.float64, requires_grad=True)
+        b = L.tensor(B, dtype=L.float64, requires_grad=True)
+        outs = _where_cases(L, a, b)
+        w = np.random.default_rng(5)
+        total = sum((L.where(o.isnan() | o.isinf(), 0.0, o)
+                     * L.tensor(w.normal(size=tuple(o.shape)))).sum() for o in outs)
+        total.backward()
+        got.append(([o.detach().numpy() for o in outs], a.grad.numpy(), b.grad.numpy(),
+                    [o.grad_fn.name() for o in outs]))
+    for x, y in zip(got[0][0], got[1][0]):
+        np.testing.assert_array_equal(x, y)
+    np.testing.assert_allclose(got[0][1], got[1][1], rtol=1e-12)
+    np.testing.assert_allclose(got[0][2], got[1][2], rtol=1e-12)
+    assert got[0][3] == got[1][3]
+
+
+def test_where_dtypes_shapes_and_errors():
+    c = tg.tensor([True, False])
+    r = tg.where(c, tg.tensor([1, 2]), tg.tensor([5, 6]))
+    assert r.dtype == tg.int64 and r.tolist() == [1, 6]
+    assert tg.where(c, tg.ones(2, dtype=tg.float32), 0.5).dtype == tg.float32
+    assert tg.where(c, 1, 0.5).dtype == tg.get_default_dtype()
+    assert tuple(tg.where(tg.ones(3, 1) > 0, tg.ones(4), 0.0).shape) == (3, 4)
+    rows, cols = tg.where(tg.tensor([[0.0, 1.0], [2.0, 0.0]]) > 0)
+    assert rows.tolist() == [0, 1] and cols.tolist() == [1, 0]
+    with pytest.raises(RuntimeError, match="where expected condition to be a boolean tensor"):
+        tg.where(tg.ones(2), tg.ones(2), 0.0)
+    with pytest.raises(RuntimeError, match="must match"):
+        tg.where(c, tg.ones(3), 0.0)
+    with pytest.raises(RuntimeError, match="only supports boolean masks"):
+        tg.ones(2).masked_fill(tg.ones(2), 0.0)
+    x = tg.zeros(2, 3)
+    assert x.masked_fill_(tg.tensor([True, False, True]), 7.0) is x
+    assert x.tolist() == [[7.0, 0.0, 7.0], [7.0, 0.0, 7.0]]
+
+
+def test_where_compiled_follows_the_condition_of_each_call():
+    """The condition is computed from the input: a compiled step that uses it must give each
+    call's own answer (its replays are guarded by the values compared)."""
+    def step(x):
+        out = tg.where(x > 0, x, 0.1 * x).sum()
+        out.backward()
+        return out
+    f = tg.compile(step)
+    rng = np.random.default_rng(6)
+    for _ in range(4):
+        v = rng.normal(size=(5,))
+        x, y = tg.tensor(v, requires_grad=True), tg.tensor(v, requires_grad=True)
+        assert f(x).item() == step(y).item()
+        np.testing.assert_array_equal(x.grad.numpy(), y.grad.numpy())
+
+
+def test_isinf_isfinite_and_nan_to_num_match_numpy_and_pass_gradients_where_finite():
+    v = np.array([1.5, np.inf, -np.inf, np.nan, -2.0])
+    x = tg.tensor(v, dtype=tg.float64, requires_grad=True)
+    np.testing.assert_array_equal(x.isinf().numpy(), np.isinf(v))
+    np.testing.assert_array_equal(tg.isfinite(x).numpy(), np.isfinite(v))
+    np.testing.assert_array_equal(x.isposinf().numpy(), np.isposinf(v))
+    np.testing.assert_array_equal(x.isneginf().numpy(), np.isneginf(v))
+    y = x.nan_to_num()
+    np.testing.assert_array_equal(y.detach().numpy(), np.nan_to_num(v))
+    z = tg.nan_to_num(x, nan=7.0, posinf=1.0, neginf=-1.0)
+    np.testing.assert_array_equal(z.detach().numpy(), [1.5, 1.0, -1.0, 7.0, -2.0])
+    (y.sum() + z.sum()).backward()
+    np.testing.assert_array_equal(x.grad.numpy(), 2.0 * np.isfinite(v))
+    assert y.grad_fn.name() == "NanToNumBackward0"
+
+
+# ---- shape functions composed of slicing, indexing, products and where ----
+_V3, _M53, _I43 = RNG.normal(size=(3,)), RNG.normal(size=(5, 3)), RNG.normal(size=(4, 3))
+_B3, _C3 = RNG.normal(size=(2, 4, 5)), RNG.normal(size=(2, 5, 3))
+
+
+def _scaled_parts(parts):
+    return [t * (i + 1) for i, t in enumerate(parts)]
+
+
+# name -> (f(lib, a) on a 4 x 5 input, NumPy reference)
+SHAPE_CASES = {
+    "narrow": (lambda L, a: a.narrow(1, 1, 3), lambda a: a[:, 1:4]),
+    "split int": (lambda L, a: L.cat(_scaled_parts(a.split(2, 1)), 1),
+                  lambda a: np.concatenate(_scaled_parts([a[:, :2], a[:, 2:4], a[:, 4:]]), 1)),
+    "split sizes": (lambda L, a: L.cat(_scaled_parts(L.split(a, [1, 3], 0)), 0),
+                    lambda a: np.concatenate(_scaled_parts([a[:1], a[1:]]), 0)),
+    "chunk": (lambda L, a: L.cat(_scaled_parts(a.chunk(3, 1)), 1),
+              lambda a: np.concatenate(_scaled_parts([a[:, :2], a[:, 2:4], a[:, 4:]]), 1)),
+    "broadcast_to": (lambda L, a: a[0].broadcast_to((3, 5)),
+                     lambda a: np.broadcast_to(a[0], (3, 5))),
+    "index_select dim 0": (lambda L, a: a.index_select(0, L.tensor([2, 0, 2])),
+                           lambda a: a[[2, 0, 2]]),
+    "index_select dim 1": (lambda L, a: L.index_select(a, 1, L.tensor([4, 1])),
+                           lambda a: a[:, [4, 1]]),
+    "outer": (lambda L, a: L.outer(a[1], L.tensor(_V3)), lambda a: np.outer(a[1], _V3)),
+    "bmm": (lambda L, a: L.bmm(a.unsqueeze(0) * L.tensor(_B3), L.tensor(_C3)),
+            lambda a: (a[None] * _B3) @ _C3),
+    "addmm": (lambda L, a: L.addmm(L.tensor(_I43), a, L.tensor(_M53), beta=0.5, alpha=2.0),
+              lambda a: 0.5 * _I43 + 2.0 * a @ _M53),
+    "tril": (lambda L, a: a.tril(), np.tril),
+    "tril -1": (lambda L, a: L.tril(a, -1), lambda a: np.tril(a, -1)),
+    "triu 1": (lambda L, a: a.triu(1), lambda a: np.triu(a, 1)),
+    "triu batched": (lambda L, a: (a.unsqueeze(0) * L.tensor(_B3)).triu(),
+                     lambda a: np.triu(a[None] * _B3)),
+    "diag of a matrix": (lambda L, a: a.diag(), np.diag),
+    "diag of a matrix k=2": (lambda L, a: a.diag(2), lambda a: np.diag(a, 2)),
+    "diag of a matrix k=-1": (lambda L, a: L.diag(a, -1), lambda a: np.diag(a, -1)),
+    "diag of a vector": (lambda L, a: a[1].diag(), lambda a: np.diag(a[1])),
+    "diag of a vector k=1": (lambda L, a: a[2].diag(1), lambda a: np.diag(a[2], 1)),
+    "diag of a vector k=-2": (lambda L, a: L.diag(a[0], -2), lambda a: np.diag(a[0], -2)),
+}
+
+
+@pytest.mark.parametrize("name", SHAPE_CASES)
+def test_shape_function_values_and_gradients(name):
+    f, ref = SHAPE_CASES[name]
+    a = np.random.default_rng(9).normal(size=(4, 5))
+    np.testing.assert_allclose(f(tg, tg.tensor(a)).numpy(), ref(a), rtol=1e-12, atol=1e-12)
+    weight = np.random.default_rng(2).normal(size=np.shape(ref(a)))
+    _, (g,) = tapegrad_grads(lambda t: f(tg, t), [a], weight)
+    expected = finite_difference_grads(lambda x: f(tg, tg.tensor(x)).numpy(), [a], weight)
+    np.testing.assert_allclose(g.numpy(), expected[0], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", SHAPE_CASES)
+def test_shape_function_matches_torch(name):
+    torch = pytest.importorskip("torch")
+    f, _ = SHAPE_CASES[name]
+    a = np.random.default_rng(9).normal(size=(4, 5))
+    check_against_torch(lambda t: f(tg, t), lambda t: f(torch, t), [a], "float64",
+                        rtol=1e-12, atol=1e-12)
+
+
+def test_shape_functions_raise_torchs_errors():
+    a = tg.ones(4, 5)
+    with pytest.raises(RuntimeError, match="split_with_sizes expects split_sizes to sum "
+                                           "exactly to 4"):
+        a.split([1, 2])
+    with pytest.raises(RuntimeError, match="exceeds dimension size"):
+        a.narrow(1, 3, 3)
+    with pytest.raises(RuntimeError, match="chunk expects `chunks` to be greater than 0"):
+        a.chunk(0)
+    with pytest.raises(IndexError, match="Index is supposed to be a vector"):
+        a.index_select(0, tg.tensor([[0]]))
+    with pytest.raises(RuntimeError, match="batch1 must be a 3D tensor"):
+        tg.bmm(a, a)
+    with pytest.raises(RuntimeError, match=r"first two dimensions of batch2 tensor to be: "
+                                           r"\[1, 5\] but got: \[1, 4\]"):
+        tg.bmm(tg.ones(1, 4, 5), tg.ones(1, 4, 5))
+    with pytest.raises(RuntimeError, match="outer: expected 1-D tensors"):
+        tg.outer(a, a)
+    with pytest.raises(RuntimeError, match="Supports 1D or 2D tensors"):
+        tg.ones(2, 2, 2).diag()
+    assert [tuple(t.shape) for t in a.chunk(3, 1)] == [(4, 2), (4, 2), (4, 1)]
+    assert tg.tril(tg.ones(3, 3, dtype=tg.int64)).dtype == tg.int64
