@@ -54,7 +54,8 @@ for _name in ("neg", "abs", "exp", "log", "sqrt", "sin", "cos", "tanh", "sigmoid
               "ceil", "trunc", "fix", "reciprocal", "rsqrt", "sinh", "cosh", "erf", "softmax",
               "log_softmax", "logsumexp", "isinf", "isposinf", "isneginf", "isfinite",
               "nan_to_num", "masked_fill", "broadcast_to", "narrow", "split", "chunk",
-              "index_select", "outer", "ger", "bmm", "addmm", "tril", "triu", "diag"):
+              "index_select", "outer", "ger", "bmm", "addmm", "tril", "triu", "diag", "gather",
+              "take_along_dim", "sort", "argsort", "topk"):
     globals()[_name] = _method(_name)
 negative, absolute, subtract = neg, abs, sub
 

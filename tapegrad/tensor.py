@@ -1360,6 +1360,73 @@ class Tensor:
             r = np.expand_dims(r, _dim(dim, v.ndim))
         return _make_np(np.asarray(r, np.int64))
 
+    def gather(self, dim, index):
+        """out[i][j][k] = self[index[i][j][k]][j][k] (dim 0; likewise for the others): a
+        gather of self's flat elements, its gradient added back to where each came from."""
+        index = _tensor_of(index)
+        if index._dt.is_floating_point or index._dt.is_bool:
+            raise RuntimeError("gather(): Expected dtype int64 for index")
+        nd = max(len(self._shape), 1)
+        d = _dim(dim, nd, "gather")
+        ix = np.asarray(index._value(), np.int64)
+        shape = self._shape or (1,)
+        ix = ix.reshape(ix.shape or (1,))
+        if ix.ndim != len(shape):
+            raise RuntimeError("Index tensor must have the same number of dimensions as input "
+                               "tensor")
+        for k in range(ix.ndim):
+            if k != d and ix.shape[k] > shape[k]:
+                raise RuntimeError(f"Size does not match at dimension {k} expected index "
+                                   f"{list(ix.shape)} to be smaller than self {list(shape)} "
+                                   f"apart from dimension {d}")
+        if ix.size and (ix.min() < -shape[d] or ix.max() >= shape[d]):
+            raise RuntimeError(f"index {int(ix.max() if ix.max() >= shape[d] else ix.min())} "
+                               f"is out of bounds for dimension {d} with size {shape[d]}")
+        grid = list(np.indices(ix.shape, sparse=True))
+        grid[d] = ix % shape[d]
+        flat = np.ravel_multi_index(tuple(np.broadcast_arrays(*grid)), shape)
+        x = self.reshape(-1)
+        return _named(x[_make_np(flat.reshape(-1), D.int64)].reshape(ix.shape),
+                      "GatherBackward0")
+
+    def take_along_dim(self, indices, dim=None):
+        if dim is None:
+            return self.reshape(-1).gather(0, _tensor_of(indices).reshape(-1))
+        return self.gather(dim, indices)
+
+    def sort(self, dim=-1, descending=False, stable=False):
+        """(values, indices) along dim; the values are a gather of self (differentiable).
+        NaN sorts last (first when descending), as torch."""
+        v = np.asarray(self._value())
+        if not self._shape:
+            return _Sorted(self.clone(), _make_np(np.zeros((), np.int64), D.int64))
+        d = _dim(dim, v.ndim, "sort")
+        key = -v if descending and not self._dt.is_bool else v
+        if descending and self._dt.is_floating_point:     # NaN first: as the largest
+            key = np.where(np.isnan(v), -np.inf, key)
+        idx = np.argsort(key, axis=d, kind="stable")
+        if descending and self._dt.is_floating_point:
+            nan_first = np.argsort(~np.isnan(np.take_along_axis(v, idx, d)), axis=d,
+                                   kind="stable")
+            idx = np.take_along_axis(idx, nan_first, d)
+        it = _make_np(idx.astype(np.int64), D.int64)
+        return _Sorted(_named(self.gather(d, it), "SortBackward0") if self._dt.is_floating_point else
+                       _make_np(np.take_along_axis(v, idx, d), self._dt), it)
+
+    def argsort(self, dim=-1, descending=False, stable=False):
+        return self.sort(dim, descending, stable)[1]
+
+    def topk(self, k, dim=-1, largest=True, sorted=True):
+        d = _dim(dim, max(len(self._shape), 1), "topk")
+        n = self._shape[d] if self._shape else 1
+        if not 0 <= k <= n:
+            raise RuntimeError("selected index k out of range")
+        values, indices = self.sort(d, descending=largest)
+        sl = (slice(None),) * d + (slice(0, k),)
+        it = _make_np(np.ascontiguousarray(np.asarray(indices._value())[sl]), D.int64)
+        vals = self.gather(d, it) if self._dt.is_floating_point else values[sl]
+        return _TopK(_named(vals, "TopkBackward0"), it)
+
     def argmin(self, dim=None, keepdim=False):
         v = self._value()
         r = np.argmin(v) if dim is None else np.argmin(v, axis=_dim(dim, v.ndim))
@@ -2142,6 +2209,12 @@ def tensor(data, dtype=None, device=None, requires_grad=False, pin_memory=False)
     if isinstance(dt, np.dtype) or isinstance(dt, type):
         dt = D.from_np(dt)
     return _from_array(v, dt, requires_grad)
+
+
+from collections import namedtuple as _namedtuple  # noqa: E402
+
+_Sorted = _namedtuple("sort", ["values", "indices"])
+_TopK = _namedtuple("topk", ["values", "indices"])
 
 
 def where(condition, input=None, other=None, *, out=None):

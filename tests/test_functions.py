@@ -336,6 +336,7 @@ def test_isinf_isfinite_and_nan_to_num_match_numpy_and_pass_gradients_where_fini
 # ---- shape functions composed of slicing, indexing, products and where ----
 _V3, _M53, _I43 = RNG.normal(size=(3,)), RNG.normal(size=(5, 3)), RNG.normal(size=(4, 3))
 _B3, _C3 = RNG.normal(size=(2, 4, 5)), RNG.normal(size=(2, 5, 3))
+_IX0, _IX1 = RNG.integers(0, 4, size=(3, 5)), RNG.integers(0, 5, size=(4, 2))
 
 
 def _scaled_parts(parts):
@@ -373,6 +374,18 @@ SHAPE_CASES = {
     "diag of a vector": (lambda L, a: a[1].diag(), lambda a: np.diag(a[1])),
     "diag of a vector k=1": (lambda L, a: a[2].diag(1), lambda a: np.diag(a[2], 1)),
     "diag of a vector k=-2": (lambda L, a: L.diag(a[0], -2), lambda a: np.diag(a[0], -2)),
+    "gather dim 0": (lambda L, a: a.gather(0, L.tensor(_IX0)),
+                     lambda a: np.take_along_axis(a, _IX0, 0)),
+    "gather dim -1": (lambda L, a: L.gather(a, -1, L.tensor(_IX1)),
+                      lambda a: np.take_along_axis(a, _IX1, 1)),
+    "take_along_dim": (lambda L, a: L.take_along_dim(a, L.tensor(_IX1), 1),
+                       lambda a: np.take_along_axis(a, _IX1, 1)),
+    "sort": (lambda L, a: a.sort()[0], lambda a: np.sort(a, 1)),
+    "sort dim 0 descending": (lambda L, a: L.sort(a, 0, descending=True).values,
+                              lambda a: -np.sort(-a, 0)),
+    "topk": (lambda L, a: a.topk(2).values, lambda a: -np.sort(-a, 1)[:, :2]),
+    "topk smallest dim 0": (lambda L, a: a.topk(3, dim=0, largest=False)[0],
+                            lambda a: np.sort(a, 0)[:3]),
 }
 
 
@@ -418,3 +431,30 @@ def test_shape_functions_raise_torchs_errors():
         tg.ones(2, 2, 2).diag()
     assert [tuple(t.shape) for t in a.chunk(3, 1)] == [(4, 2), (4, 2), (4, 1)]
     assert tg.tril(tg.ones(3, 3, dtype=tg.int64)).dtype == tg.int64
+
+
+def test_sort_argsort_topk_indices_and_nans_are_torchs():
+    torch = pytest.importorskip("torch")
+    a = np.random.default_rng(3).normal(size=(4, 5))
+    a[1, 2], a[2, 3] = np.nan, a[2, 1]                  # a NaN and a tie
+    got = []
+    for L in (tg, torch):
+        t = L.tensor(a)
+        s, d = t.sort(1), t.sort(0, descending=True)
+        got.append([s.values.numpy(), s.indices.numpy(), d.values.numpy(), d.indices.numpy(),
+                    t.argsort(1).numpy(), t.topk(2).indices.numpy(),
+                    t.topk(2, largest=False).values.numpy()])
+    for x, y in zip(*got):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_gather_and_topk_errors():
+    a = tg.ones(3, 4)
+    with pytest.raises(RuntimeError, match="out of bounds for dimension 1 with size 4"):
+        a.gather(1, tg.tensor([[4]]))
+    with pytest.raises(RuntimeError, match="same number of dimensions"):
+        a.gather(0, tg.tensor([0]))
+    with pytest.raises(RuntimeError, match="Expected dtype int64 for index"):
+        a.gather(0, tg.zeros(1, 1))
+    with pytest.raises(RuntimeError, match="selected index k out of range"):
+        a.topk(5)
