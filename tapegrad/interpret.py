@@ -328,6 +328,21 @@ def _copy_slot(F32, F64, off, size, dt, src, dst):
             F64[od + k] = F64[o + k]
 
 
+@rule
+def _step_inputs(step, carry, gather, idx, off, size, dt, F32, F64):
+    """Before step `step` of a run: the carries (from the second step on) and the gathers of
+    run_steps."""
+    if step > 0:
+        for c in range(carry.shape[0]):
+            _copy_slot(F32, F64, off, size, dt, carry[c, 0], carry[c, 1])
+    for g in range(gather.shape[0]):
+        src, dst, w = gather[g, 0], gather[g, 1], gather[g, 2]
+        if F64 is None or dt[src] == 0:
+            gather_rows(F32, off[src], F32, off[dst], idx, step, w)
+        else:
+            gather_rows(F64, off[src], F64, off[dst], idx, step, w)
+
+
 @intrinsic
 def call_native(typingctx, addr, args):
     """Call the compiled function at `addr` (Numba's calling convention, returning an int64)
@@ -358,15 +373,7 @@ def run_program_steps(addr, res, ptrs, n, out, hist, carry, gather, idx, size, d
     program: linking a program into a step loop of its own optimized and emitted its code a
     second time (as long again as compiling the program: 1-2 s)."""
     for step in range(n):
-        if step > 0:
-            for c in range(carry.shape[0]):
-                _copy_slot(F32, F64, off, size, dt, carry[c, 0], carry[c, 1])
-        for g in range(gather.shape[0]):
-            src, dst, w = gather[g, 0], gather[g, 1], gather[g, 2]
-            if dt[src] == 0:
-                gather_rows(F32, off[src], F32, off[dst], idx, step, w)
-            else:
-                gather_rows(F64, off[src], F64, off[dst], idx, step, w)
+        _step_inputs(step, carry, gather, idx, off, size, dt, F32, F64)
         j = call_native(addr, (ptrs,) + res)
         if j >= 0:
             return step, j
@@ -402,15 +409,7 @@ def run_steps(n, out, hist, carry, gather, idx, P, R, M, off, goff, size, dt, F3
     rather than in functions of its own: each compiled function links, optimizes and emits every
     kernel it reaches once more, so an extra level costs seconds of first compile."""
     for step in range(n):
-        if step > 0:
-            for c in range(carry.shape[0]):
-                _copy_slot(F32, F64, off, size, dt, carry[c, 0], carry[c, 1])
-        for g in range(gather.shape[0]):
-            src, dst, w = gather[g, 0], gather[g, 1], gather[g, 2]
-            if F64 is None or dt[src] == 0:
-                gather_rows(F32, off[src], F32, off[dst], idx, step, w)
-            else:
-                gather_rows(F64, off[src], F64, off[dst], idx, step, w)
+        _step_inputs(step, carry, gather, idx, off, size, dt, F32, F64)
         for j in range(P.shape[0]):
             kind, p1, p2, p3, p4, p5 = P[j, 0], P[j, 1], P[j, 2], P[j, 3], P[j, 4], P[j, 5]
             if kind == P_FWD or kind == P_AFFINE_FWD:   # records, or a fused chain's (fuse.py:

@@ -10,6 +10,7 @@ import pytest
 
 import tapegrad as tg
 from oracles import check_against_torch, finite_difference_grads, tapegrad_grads
+from test_fuse import _module_step
 
 RTOL, ATOL = 1e-6, 1e-7
 RNG = np.random.default_rng(7)
@@ -207,15 +208,8 @@ def test_logistic_regression_with_bce_with_logits_follows_torch():
         with L.no_grad():
             model.weight.copy_(L.tensor(np.full((1, 6), 0.1, np.float32)))
             model.bias.fill_(-0.2)
-        opt = L.optim.SGD(model.parameters(), lr=0.5)
-        loss_fn = L.nn.BCEWithLogitsLoss()
-
-        def step(X, y):
-            opt.zero_grad()
-            loss = loss_fn(model(X), y)
-            loss.backward()
-            opt.step()
-            return loss
+        step = _module_step(model, L.nn.BCEWithLogitsLoss(),
+                            L.optim.SGD(model.parameters(), lr=0.5))
         if L is tg:
             step = tg.compile(step)
         Xt, yt = L.tensor(X), L.tensor(y)
