@@ -26,8 +26,8 @@ from numba.extending import intrinsic
 
 from .kernels import (ENTRY_OPTIONS, binary_flat_bwd, binary_flat_fwd, binary_loop_bwd,
                       binary_loop_fwd, copy_bwd, copy_fwd, entry, fill_fwd, gather_rows,
-                      index_bwd, index_fwd, inline, jit, matmul_bwd, matmul_fwd, reduce_bwd, reduce_fwd,
-                      rule, setstrided_bwd, setstrided_fwd, strided_bwd, strided_fwd,
+                      index_bwd, index_fwd, inline, jit, matmul_bwd, matmul_fwd, reduce_bwd,
+                      reduce_fwd, rule, setstrided_bwd, setstrided_fwd, strided_bwd, strided_fwd,
                       unary_loop_bwd, unary_loop_fwd)
 from .ops import (DIFF, FREED, GA, GB, LAST_BINARY, LAST_REDUCE, LAST_UNARY, OP_CAST, OP_COPY,
                   OP_FILL, OP_INDEX, OP_MATMUL, OP_SETSTRIDED, OP_STRIDED, SAVE_A, SAVE_B,

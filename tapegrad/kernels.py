@@ -23,8 +23,8 @@ from numba.extending import intrinsic
 from .ops import (OP_ABS, OP_ADD, OP_CEIL, OP_COS, OP_COSH, OP_DIV, OP_ERF, OP_EXP, OP_EXPM1,
                   OP_FLOOR, OP_LOG, OP_LOG1P, OP_MAX, OP_MAXIMUM, OP_MEAN, OP_MIN, OP_MUL,
                   OP_NEG, OP_NORM, OP_POW, OP_RECIPROCAL, OP_RELU, OP_ROUND, OP_RSQRT,
-                  OP_SIGMOID, OP_SIGN, OP_SIN, OP_SINH, OP_SOFTPLUS, OP_SQRT, OP_SUB, OP_SUM, OP_TANH,
-                  OP_TRUNC)
+                  OP_SIGMOID, OP_SIGN, OP_SIN, OP_SINH, OP_SOFTPLUS, OP_SQRT, OP_SUB, OP_SUM,
+                  OP_TANH, OP_TRUNC)
 
 # The options of every compiled function, set here once:
 # - cache=True: Numba's on-disk cache, so only the first run after installing compiles;

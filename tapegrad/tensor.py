@@ -1410,8 +1410,9 @@ class Tensor:
                                    kind="stable")
             idx = np.take_along_axis(idx, nan_first, d)
         it = _make_np(idx.astype(np.int64), D.int64)
-        return _Sorted(_named(self.gather(d, it), "SortBackward0") if self._dt.is_floating_point else
-                       _make_np(np.take_along_axis(v, idx, d), self._dt), it)
+        if not self._dt.is_floating_point:
+            return _Sorted(_make_np(np.take_along_axis(v, idx, d), self._dt), it)
+        return _Sorted(_named(self.gather(d, it), "SortBackward0"), it)
 
     def argsort(self, dim=-1, descending=False, stable=False):
         return self.sort(dim, descending, stable)[1]
