@@ -70,6 +70,7 @@ def pointers(arrays, mod):
     return np.array([x for a in arrays for x in (a.ctypes.data, a.size)] + list(mod.ENTRIES),
                     np.int64)
 
+
 class _Writer:
     """Python source for the rows of one program.
 
@@ -96,9 +97,9 @@ class _Writer:
         # parallel interpret.run_blocks calls for each c by its address (ptrs, after the
         # arrays). (body lines, dtype) of each; those of the piece being written
         self.blocks, self.pending = [], []
-        # With one thread (tapegrad.set_num_threads) a fused pass is written without prange,
-        # which halves its compile; a path is compiled again when the count goes from one to
-        # more or back (compile.Path.fast_args)
+        # With one thread (tapegrad.set_num_threads) a fused pass runs its blocks inline; with
+        # more, in blocks<j> on Numba's threads (above); a path is compiled again when the
+        # count goes from one to more or back (compile.Path.fast_args)
         self.serial = int(threads.COUNT[0]) == 1
         self.start()
 
