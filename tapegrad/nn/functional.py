@@ -6,7 +6,10 @@ replays under tapegrad.compile like any other op.
 import math
 import warnings
 
-from ..dtypes import is_grad_enabled
+import numpy as np
+
+from .. import dtypes as D
+from ..dtypes import is_grad_enabled, no_grad
 
 
 # ---- reductions of losses ----
@@ -305,7 +308,248 @@ def huber_loss(input, target, reduction="mean", delta=1.0, weight=None):
     return _reduce(loss, reduction)
 
 
+# ---- classification and likelihood losses ----
+_SCALAR = {"float32": "Float", "float64": "Double", "int64": "Long", "int32": "Int",
+           "int16": "Short", "int8": "Char", "uint8": "Byte", "bool": "Bool"}
+
+
+def _check_class_target(input, target, weight):
+    """torch's nll_loss_nd checks, in its order: dimensions, batch sizes, target dtype, weight.
+    Returns the number of classes."""
+    nd = input.dim()
+    if nd < 1:
+        raise ValueError(f"Expected 1 or more dimensions (got {nd})")
+    if nd != 1 and input.shape[0] != target.shape[0]:
+        raise ValueError(f"Expected input batch_size ({input.shape[0]}) to match target "
+                         f"batch_size ({target.shape[0]}).")
+    if nd <= 2:
+        if target.dim() > 1:
+            raise RuntimeError("0D or 1D target tensor expected, multi-target not supported")
+        if nd == 1 and target.dim() == 1 and target.shape[0] != 1:
+            raise ValueError(f"For 1D input, 1D target must have size 1, but got target size: "
+                             f"{target.shape[0]}")
+    elif nd == 4:
+        if target.dim() != 3:
+            raise RuntimeError(f"only batches of spatial targets supported (3D tensors) but got "
+                               f"targets of dimension: {target.dim()}")
+        if tuple(target.shape[1:]) != tuple(input.shape[2:]):
+            raise RuntimeError(f"size mismatch (got input: {list(input.shape)} , target: "
+                               f"{list(target.shape)}")
+    elif tuple(target.shape[1:]) != tuple(input.shape[2:]):
+        raise RuntimeError(f"Expected target size {[input.shape[0], *input.shape[2:]]}, got "
+                           f"{list(target.shape)}")
+    if target.dtype not in (D.int64, D.uint8):
+        raise RuntimeError(f"expected target dtype to be Long or Byte, but got "
+                           f"{_SCALAR[target.dtype.name]}")
+    n_classes = input.shape[1 if nd > 1 else 0]
+    if weight is not None:
+        if weight.dim() != 1 or weight.numel() != n_classes:
+            raise RuntimeError(f"weight tensor should be defined either for all {n_classes} "
+                               f"classes or no classes but got weight tensor of shape: "
+                               f"{list(weight.shape)}")
+        if weight.dtype is not input.dtype:
+            raise RuntimeError(f"expected scalar type {_SCALAR[input.dtype.name]} but found "
+                               f"{_SCALAR[weight.dtype.name]}")
+    return n_classes
+
+
+def _class_indices(target, ignore_index, n_classes):
+    """target as a NumPy int64 array, the mask of its entries that count, and the target with
+    the ignored entries set to class 0 (safe to gather); IndexError for an entry out of range."""
+    t = np.asarray(target._value()).astype(np.int64)
+    valid = t != ignore_index
+    bad = t[valid & ((t < 0) | (t >= n_classes))]
+    if bad.size:
+        raise IndexError(f"Target {bad.reshape(-1)[0]} is out of bounds.")
+    return valid, np.where(valid, t, 0)
+
+
+def _nll(input, target, weight, reduction, ignore_index):
+    """-w[t] input[n, t, ...] per element, 0 where t == ignore_index; 'mean' divides the sum by
+    the sum of the weights counted (NaN when there are none, as torch)."""
+    from ..tensor import tensor, where
+    if not input.dtype.is_floating_point:
+        raise NotImplementedError(f'"nll_loss_out_frame" not implemented for '
+                                  f"'{_SCALAR[input.dtype.name]}'")
+    n_classes = _check_class_target(input, target, weight)
+    valid, safe = _class_indices(target, ignore_index, n_classes)
+    if input.dim() == 1:
+        picked = input[tensor(safe.reshape(1))].reshape(())
+        valid, safe = valid.reshape(()), safe.reshape(())
+    else:
+        picked = input.gather(1, tensor(np.expand_dims(safe, 1))).squeeze(1)
+    loss = -picked
+    w = None if weight is None else weight[tensor(safe)]
+    if w is not None:
+        loss = loss * w
+    everywhere = bool(valid.all())
+    if not everywhere:
+        loss = where(tensor(valid), loss, 0.0)
+    if reduction == "none":
+        return loss
+    if reduction == "sum":
+        return loss.sum()
+    if w is None:
+        return loss.sum() / float(valid.sum())
+    return loss.sum() / (w if everywhere else where(tensor(valid), w, 0.0)).sum()
+
+
+def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
+             reduction="mean"):
+    """Negative log likelihood of class-index targets from log-probabilities input (N, C, ...)
+    or (C,): -weight[t] * input[n, t]; entries whose target is ignore_index count for nothing."""
+    if size_average is not None or reduce is not None:
+        reduction = _reduction_from_legacy(size_average, reduce)
+    return _nll(input, target, weight, _check_reduction(reduction), ignore_index)
+
+
+def _class_shape(input, weight, class_dim):
+    """weight (C,) shaped to broadcast along input's class dimension."""
+    shape = [1] * input.dim()
+    shape[class_dim] = weight.shape[0]
+    return weight.reshape(shape)
+
+
+def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
+                  reduction="mean", label_smoothing=0.0):
+    """Cross-entropy of the logits input (N, C, ...) or (C,) against class indices (as
+    nll_loss of log_softmax, with label smoothing as torch mixes it in) or, when target has
+    input's shape, against class probabilities."""
+    if size_average is not None or reduce is not None:
+        reduction = _reduction_from_legacy(size_average, reduce)
+    reduction = _check_reduction(reduction)
+    if not input.dtype.is_floating_point:
+        raise NotImplementedError(f'"log_softmax_lastdim_kernel_impl" not implemented for '
+                                  f"'{_SCALAR[input.dtype.name]}'")
+    class_dim = 0 if input.dim() == 1 else 1
+    if tuple(input.shape) == tuple(target.shape):
+        return _cross_entropy_probs(input, target, weight, reduction, ignore_index,
+                                    label_smoothing, class_dim)
+    if label_smoothing > 0.0:
+        if label_smoothing > 1.0:
+            raise RuntimeError(f"label_smoothing must be between 0.0 and 1.0. Got: "
+                               f"{label_smoothing}")
+        return _cross_entropy_smoothed(input, target, weight, reduction, ignore_index,
+                                       label_smoothing, class_dim)
+    return _nll(log_softmax(input, class_dim), target, weight, reduction, ignore_index)
+
+
+def _cross_entropy_probs(input, target, weight, reduction, ignore_index, label_smoothing,
+                         class_dim):
+    if not target.dtype.is_floating_point:
+        raise RuntimeError(f"Expected floating point type for target with class probabilities, "
+                           f"got {_SCALAR[target.dtype.name]}")
+    if ignore_index >= 0:
+        raise RuntimeError("ignore_index is not supported for floating point target")
+    n_classes = input.shape[class_dim]
+    if weight is not None and (weight.dim() != 1 or weight.numel() != n_classes):
+        raise RuntimeError(f"cross_entropy: weight tensor should be defined either for all "
+                           f"{n_classes} classes or no classes but got weight tensor of shape: "
+                           f"{list(weight.shape)}")
+    logp = log_softmax(input, class_dim)
+    if label_smoothing > 0.0:
+        if label_smoothing > 1.0:
+            raise RuntimeError(f"label_smoothing must be between 0.0 and 1.0. Got: "
+                               f"{label_smoothing}")
+        target = target * (1 - label_smoothing) + label_smoothing / n_classes
+    prod = logp * target
+    if weight is not None:
+        prod = prod * (_class_shape(input, weight, class_dim) if input.dim() > 1 else weight)
+    if reduction == "none":
+        return -prod.sum(class_dim)
+    if reduction == "sum":
+        return -prod.sum()
+    if input.numel() == 0:
+        return -prod.sum() * math.nan
+    return -prod.sum() / (input.numel() // n_classes)
+
+
+def _cross_entropy_smoothed(input, target, weight, reduction, ignore_index, label_smoothing,
+                            class_dim):
+    """(1 - s) nll + s / C * (the loss of a uniform target), as torch computes it."""
+    from ..tensor import tensor
+    logp = log_softmax(input, class_dim)
+    nll = _nll(logp, target, weight, reduction, ignore_index)
+    n_classes = logp.shape[class_dim]
+    if weight is not None:
+        smooth = -(logp * _class_shape(logp, weight, class_dim)).sum(class_dim)
+    else:
+        smooth = -logp.sum(class_dim)
+    ignored = np.asarray(target._value()) == ignore_index
+    if ignored.shape != tuple(smooth.shape):
+        raise RuntimeError(f"output with shape {list(smooth.shape)} doesn't match the "
+                           f"broadcast shape {list(ignored.shape)}")
+    smooth = smooth.masked_fill(tensor(ignored), 0.0)
+    if reduction == "mean":
+        if weight is not None:
+            counted = np.asarray(target._value()).astype(np.int64)[~ignored].reshape(-1)
+            ret = smooth.sum() / weight[tensor(counted)].sum()
+        else:
+            ret = smooth.sum() / float((~ignored).sum())
+    elif reduction == "sum":
+        ret = smooth.sum()
+    else:
+        ret = smooth
+    return (1 - label_smoothing) * nll + ret * (label_smoothing / n_classes)
+
+
+def poisson_nll_loss(input, target, log_input=True, full=False, size_average=None, eps=1e-8,
+                     reduce=None, reduction="mean"):
+    """Poisson negative log likelihood: exp(input) - target * input (log_input), or
+    input - target * log(input + eps); full adds Stirling's term where target > 1."""
+    if size_average is not None or reduce is not None:
+        reduction = _reduction_from_legacy(size_average, reduce)
+    if reduction not in ("none", "mean", "sum"):
+        raise ValueError(reduction + " is not a valid value for reduction")
+    if log_input:
+        loss = input.exp() - target * input
+    else:
+        loss = input - target * (input + eps).log()
+    if full:
+        # torch: (t log t - t + 0.5 log(2 pi t)).masked_fill(t <= 1, 0). Here the term is
+        # taken at max(t, 1) and times a 0/1 mask from ceil: the same values, and no condition
+        # read in Python, so a compiled step replays on new targets.
+        t = target if target.dtype.is_floating_point else target.to(input.dtype)
+        ts = t.clamp(min=1.0)
+        stirling = ts * ts.log() - ts + 0.5 * (2 * math.pi * ts).log()
+        loss = loss + stirling * (t - 1.0).ceil().clamp(0.0, 1.0)
+    return _reduce(loss, reduction)
+
+
+def gaussian_nll_loss(input, target, var, full=False, eps=1e-6, reduction="mean"):
+    """Gaussian negative log likelihood 0.5 (log var + (input - target)^2 / var) (+ 0.5
+    log(2 pi) if full). var has input's shape, or one dimension of size 1, or input's shape
+    without its last dimension; it is clamped at eps with its gradient passed as torch does."""
+    from ..factory import ones_like
+    if isinstance(var, float):
+        if var < 0:
+            raise ValueError("var has negative entry/entries")
+        var = var * ones_like(input)
+    elif not hasattr(var, "amin"):
+        raise TypeError(f"any() received an invalid combination of arguments - got "
+                        f"({type(var < 0).__name__})")
+    elif var.numel() and bool(var.detach().amin() < 0):
+        raise ValueError("var has negative entry/entries")
+    if tuple(var.shape) != tuple(input.shape):
+        if tuple(input.shape[:-1]) == tuple(var.shape):
+            var = var.unsqueeze(-1)
+        elif input.dim() == var.dim() and sum(y for x, y in zip(input.shape, var.shape)
+                                              if x != y) == 1:
+            pass
+        else:
+            raise ValueError("var is of incorrect size")
+    if reduction not in ("none", "mean", "sum"):
+        raise ValueError(reduction + " is not valid")
+    var = var.clone()
+    with no_grad():
+        var.clamp_(min=eps)
+    loss = 0.5 * (var.log() + (input - target) ** 2 / var)
+    if full:
+        loss = loss + 0.5 * math.log(2 * math.pi)
+    return _reduce(loss, reduction)
+
+
 __all__ = ["linear", "relu", "relu_", "leaky_relu", "leaky_relu_", "elu", "elu_", "sigmoid",
            "tanh", "softplus", "silu", "gelu", "softmax", "log_softmax", "logsumexp",
            "binary_cross_entropy_with_logits", "mse_loss", "l1_loss", "smooth_l1_loss",
-           "huber_loss"]
+           "huber_loss", "nll_loss", "cross_entropy", "poisson_nll_loss", "gaussian_nll_loss"]

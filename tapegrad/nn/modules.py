@@ -4,11 +4,13 @@ from .activation import (ELU, GELU, LeakyReLU, LogSoftmax, ReLU, Sigmoid, SiLU, 
 from .container import ModuleList, ParameterList, Sequential
 from .flatten import Flatten, Unflatten
 from .linear import Identity, Linear
-from .loss import BCEWithLogitsLoss, HuberLoss, L1Loss, MSELoss, SmoothL1Loss
+from .loss import (BCEWithLogitsLoss, CrossEntropyLoss, GaussianNLLLoss, HuberLoss, L1Loss,
+                   MSELoss, NLLLoss, PoissonNLLLoss, SmoothL1Loss)
 from .module import Module
 from .parameter import Buffer, Parameter
 
 __all__ = ["Module", "Parameter", "Buffer", "Identity", "Linear", "Flatten", "Unflatten",
            "Sequential", "ModuleList", "ParameterList", "ReLU", "LeakyReLU", "ELU", "Sigmoid",
            "Tanh", "Softplus", "SiLU", "GELU", "Softmax", "LogSoftmax", "MSELoss", "L1Loss",
-           "SmoothL1Loss", "HuberLoss", "BCEWithLogitsLoss"]
+           "SmoothL1Loss", "HuberLoss", "BCEWithLogitsLoss", "NLLLoss", "CrossEntropyLoss",
+           "PoissonNLLLoss", "GaussianNLLLoss"]
