@@ -30,10 +30,10 @@ from numba.extending import intrinsic
 
 from . import threads
 from .fuse import BLOCK, externs, members, products, row_vectors
-from .interpret import (OP_CAST, P_ACC, P_AFFINE_BWD, P_AFFINE_FWD, P_BWD, P_CMP, P_COPY,
-                        P_FWD, P_SEED, P_SEEDSLOT, P_TAKE, P_VALUE, P_ZERO, sources_stamp)
+from .interpret import (OP_CAST, P_ACC, P_ADDG, P_AFFINE_BWD, P_AFFINE_FWD, P_BWD, P_CMP,
+                        P_COPY, P_FWD, P_SEED, P_SEEDSLOT, P_TAKE, P_VALUE, P_ZERO, sources_stamp)
 from .kernels import ENTRY_OPTIONS, LINE, SMALL_MATMUL
-from .ops import (DIFF, GA, GB, LAST_BINARY, LAST_REDUCE, LAST_UNARY, OP_COPY, OP_FILL,
+from .ops import (DIFF, GA, GB, LAST_BINARY, LAST_REDUCE, LAST_UNARY, OP_COPY, OP_FILL, OP_HOST,
                   OP_INDEX, OP_MATMUL, OP_MEAN, OP_NORM, OP_POW, OP_SETSTRIDED, OP_STRIDED, OP_SUM,
                   OPS)
 
@@ -196,6 +196,8 @@ class _Writer:
     # ---- forward of record i ----
     def forward(self, i):
         op, a, b, out, aux = (int(v) for v in self.R[i, :5])
+        if op == OP_HOST:               # autograd.Function: its records computed the outputs
+            return
         d, n = int(self.dt[out]), int(self.size[out])
         F = self.arr("F", d)
         Y = f"{F}[{self.o(out)} + i]"
@@ -690,7 +692,7 @@ class _Writer:
             G, n = self.arr("G", int(self.dt[p1])), int(self.size[p1])
             self.arrays.add("V")
             self.loop(n, [f"{G}[{self.g(p1)} + i] = V[{self.param(p2)} + i]"])
-        elif kind in (P_SEEDSLOT, P_TAKE, P_ZERO, P_ACC):
+        elif kind in (P_SEEDSLOT, P_TAKE, P_ZERO, P_ACC, P_ADDG):
             n = int(self.size[p1])
             g = f"{self.arr('G', int(self.dt[p1]))}[{self.g(p1)} + i]"
             if kind == P_ZERO:
@@ -702,6 +704,8 @@ class _Writer:
                 self.loop(n, [f"{g} = {v}"])
             elif kind == P_TAKE:
                 self.loop(n, [f"{v} = {g}", f"{g} = 0"])
+            elif kind == P_ADDG:
+                self.loop(n, [f"{g} += {v}"])
             else:
                 self.loop(n, [f"{v} += {g}"])
         elif kind == P_CMP:

@@ -24,9 +24,9 @@ from numba.core.errors import NumbaError
 
 from . import codegen, fuse, threads
 from . import dtypes as D
-from .interpret import (CMP_EQ, CMP_GE, CMP_GT, CMP_LE, CMP_LT, CMP_NE, P_ACC, P_CMP, P_COPY,
-                        P_FWD, P_REV, P_SEED, P_SEEDSLOT, P_TAKE, P_VALUE, reverse_schedule,
-                        run_program, run_program_steps, run_steps)
+from .interpret import (CMP_EQ, CMP_GE, CMP_GT, CMP_LE, CMP_LT, CMP_NE, P_ACC, P_ADDG, P_CMP,
+                        P_COPY, P_FWD, P_REV, P_ROWS, P_SEED, P_SEEDSLOT, P_TAKE, P_VALUE,
+                        reverse_schedule, run_program, run_program_steps, run_steps)
 from .ops import DIFF, FREED, OPS
 from .tape import NONE, TAPE
 from .tensor import Tensor, _make
@@ -207,6 +207,8 @@ class Recorder:
         self.descs = {}             # event index -> text (guards)
         self.V = []                 # float64 values: seeds and guard values
         self.snaps = []             # (leaf, retain, grad_of) arrays at each backward
+        self.rowsets = []           # the rows of P_ROWS events
+        self.hosted = False         # it applied an autograd.Function
         self.consts = []            # (dtype code, const index, getter, text)
         self.pyguards = []          # (text, getter, expected)
         self.impure = None          # why the recording cannot be replayed
@@ -254,18 +256,30 @@ class Recorder:
             if s >= 0:
                 self.read(s)
 
-    def backward(self, rec, seed, grad, grad_slot, grad_of, retain):
+    def backward(self, rec, seed, grad, grad_slot, grad_of, retain, host=False):
+        """A backward pass: its seed, then the pass (unrolled when the path is made), or,
+        when `host` (the tape has records whose backward is Python), the pass as it runs:
+        rows() between those backward calls."""
         if grad_slot >= 0:
             self._event(P_SEEDSLOT, seed, grad_slot)
         else:
             g = np.broadcast_to(np.asarray(grad, np.float64), (TAPE.key[seed][1],))
             self._event(P_SEED, seed, self._values(g))
+        if host:
+            return
         n = TAPE.nslots
         self.snaps.append((TAPE.leaf[:n].copy(), retain[:n].copy(), grad_of[:n].copy()))
         self._event(P_REV, rec, seed, len(self.snaps) - 1)
 
     def take(self, s, g):
         self._event(P_TAKE, s, g)
+
+    def rows(self, rows):
+        self.rowsets.append(np.array(rows, np.int64).reshape(-1, 6))
+        self._event(P_ROWS, len(self.rowsets) - 1)
+
+    def add_grad(self, s, g):
+        self._event(P_ADDG, s, g)
 
     def bind_const(self, dt, k, v):
         if isinstance(v, _Live):
@@ -318,6 +332,7 @@ class _Leaf:
 def _slots_of(event):
     kind, p = event[1], event[2:]
     return {P_SEED: (p[0],), P_SEEDSLOT: (p[0], p[1]), P_REV: (p[1],), P_TAKE: (p[0], p[1]),
+            P_ROWS: (), P_ADDG: (p[0], p[1]),
             P_CMP: (p[1], p[2]), P_VALUE: (p[0],)}[kind]
 
 
@@ -342,11 +357,15 @@ class Path:
                 rows.append((P_FWD, last, e[0], 0, 0, 0))
                 self.row_desc.append(None)
                 last = e[0]
+            if e[1] == P_ROWS:
+                rows.extend(tuple(r) for r in rec.rowsets[e[2]].tolist())
+                self.row_desc.extend([None] * len(rec.rowsets[e[2]]))
+                continue
             if e[1] == P_REV:                   # the pass is the same every replay: unroll it
                 leaf, retain, grad_of = rec.snaps[e[4]]
                 needs = np.zeros(len(leaf), np.int8)
-                bwd = reverse_schedule(self.R, e[2], e[3], T.vid, leaf, retain, grad_of, T.ver,
-                                       needs, 0)[3]
+                bwd = reverse_schedule(self.R, e[2], e[3], self.M, T.vid, leaf, retain, grad_of,
+                                       T.ver, needs, 0)[3]
                 rows.extend(tuple(r) for r in bwd.tolist())
                 self.row_desc.extend([None] * len(bwd))
                 continue
@@ -568,6 +587,10 @@ def _event_text(e):
         return f"backward from record {p[0]} (s{p[1]})"
     if kind == P_TAKE:
         return f"new .grad s{p[1]} from the gradient of s{p[0]}"
+    if kind == P_ROWS:
+        return f"backward steps ({p[0]})"
+    if kind == P_ADDG:
+        return f"add s{p[1]} to the gradient of s{p[0]}"
     if kind == P_CMP:
         rhs = f"s{p[2]}" if p[2] >= 0 else "immediate"
         return f"guard s{p[1]} {CMP_TEXT[p[0]]} {rhs} is {bool(p[4])}"
@@ -1463,6 +1486,8 @@ def _splice_problem(rec, owners, bumps0):
     """Why a recording whose result requires grad cannot be spliced into later tapes."""
     if any(e[1] not in (P_CMP, P_VALUE) for e in rec.events):
         return "it calls backward() and returns a result that requires grad"
+    if rec.hosted:
+        return "it applies an autograd.Function and returns a result that requires grad"
     if TAPE.nbumps != bumps0:
         return "it modifies tensors in place and returns a result that requires grad"
     if any(s not in owners for s, r in TAPE.owners.items() if r() is not None):

@@ -38,7 +38,8 @@ from time import perf_counter
 import numpy as np
 
 from . import threads
-from .interpret import CHECK, P_ACC, P_AFFINE_FWD, P_BWD, P_FWD, P_ZERO, reverse_schedule
+from .interpret import (CHECK, P_ACC, P_AFFINE_FWD, P_BWD, P_FWD, P_HOST, P_ZERO,
+                        reverse_schedule)
 from .kernels import entry
 from .ops import FREED, OP_INDEX
 
@@ -237,9 +238,10 @@ def backward(T, rec, seed, grad, interpreted):
     if last is None or last < MIN_STEP:
         return _timed(interpreted, rough, None)
     status, _, _, rows, reached = reverse_schedule(
-        T.R, rec, seed, T.vid, T.leaf, T.retain, T.grad_of, T.ver, T.needs, CHECK)
-    if status:
-        return _timed(interpreted, rough, None)     # it raises the interpreter's error
+        T.R, rec, seed, T.M, T.vid, T.leaf, T.retain, T.grad_of, T.ver, T.needs, CHECK)
+    if status or T.hosts and (rows[:, 0] == P_HOST).any():
+        return _timed(interpreted, rough, None)     # it raises the interpreter's error, or
+                                                    # runs a backward that is Python
     step = _Step(T, rec, seed, rows, reached)
     e = _entries.get(step.key)
     if e is None:

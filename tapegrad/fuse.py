@@ -43,7 +43,7 @@ specialized step took 31.7 ms unfused and 15.4 ms with blocks; a row at a time i
 2-core Intel Xeon). Four rows at a time (tapegrad.codegen), on a 2-core AMD EPYC: 4.8-5.5 ms, against
 12.2 ms a row at a time in the same process.
 """
-from .interpret import (P_ACC, P_AFFINE_BWD, P_AFFINE_FWD, P_BWD, P_CMP, P_COPY, P_FWD,
+from .interpret import (P_ACC, P_ADDG, P_AFFINE_BWD, P_AFFINE_FWD, P_BWD, P_CMP, P_COPY, P_FWD,
                         P_SEED, P_SEEDSLOT, P_TAKE, P_VALUE, P_ZERO)
 from .kernels import SMALL_MATMUL
 from .ops import (DIFF, GA, GB, LAST_BINARY, LAST_UNARY, OP_CAST, OP_COPY, OP_INDEX,
@@ -69,7 +69,7 @@ def _readers(R, rows):
 # record numbers, comparison codes and indices of immediates (counted as slots, a slot 0 could
 # never be fused: a step whose loss chain reused slot 0 ran unfused, 4x slower on L)
 SLOT_FIELDS = {P_SEED: (1,), P_SEEDSLOT: (1, 2), P_TAKE: (1, 2), P_ZERO: (1,), P_ACC: (1, 2),
-               P_CMP: (2, 3), P_VALUE: (1,), P_COPY: (1,)}
+               P_CMP: (2, 3), P_VALUE: (1,), P_COPY: (1,), P_ADDG: (1, 2)}
 
 
 def _region(R, M, size, dt, i0, uses):

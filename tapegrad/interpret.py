@@ -30,8 +30,8 @@ from .kernels import (ENTRY_OPTIONS, binary_flat_bwd, binary_flat_fwd, binary_lo
                       reduce_fwd, rule, setstrided_bwd, setstrided_fwd, strided_bwd, strided_fwd,
                       unary_loop_bwd, unary_loop_fwd)
 from .ops import (DIFF, FREED, GA, GB, LAST_BINARY, LAST_REDUCE, LAST_UNARY, OP_CAST, OP_COPY,
-                  OP_FILL, OP_INDEX, OP_MATMUL, OP_SETSTRIDED, OP_STRIDED, SAVE_A, SAVE_B,
-                  SAVE_OUT)
+                  OP_FILL, OP_HOST, OP_INDEX, OP_MATMUL, OP_SETSTRIDED, OP_STRIDED, SAVE_A,
+                  SAVE_B, SAVE_OUT)
 
 OK, GRAPH_FREED, VERSION_CHANGED = 0, 1, 2
 FREE, CHECK = 1, 2      # reverse_schedule modes: free the graph (no retain_graph), check versions
@@ -40,8 +40,12 @@ FREE, CHECK = 1, 2      # reverse_schedule modes: free the graph (no retain_grap
 # and the events a recording saw between them (backward seeds, the steps of each backward pass
 # as reverse_schedule gives them, new .grad tensors, guards, result copies). P_REV names a
 # backward pass in a recording; programs hold its P_BWD / P_ZERO / P_ACC rows instead.
+# P_HOST (a record whose backward is Python, OP_HOST) is a row of reverse_schedule only: the
+# caller runs the rows before it, calls that backward, and goes on. Its work is then P_TAKE
+# rows (the output gradients), records, and P_ADDG rows (G[p1] += F[p2], the input gradients);
+# a recording logs the pass as P_ROWS events (the rows of reverse_schedule between hosts).
 (P_FWD, P_SEED, P_SEEDSLOT, P_REV, P_TAKE, P_CMP, P_VALUE, P_COPY, P_BWD, P_ZERO, P_ACC,
- P_AFFINE_FWD, P_AFFINE_BWD) = range(13)
+ P_AFFINE_FWD, P_AFFINE_BWD, P_HOST, P_ADDG, P_ROWS) = range(16)
 CMP_EQ, CMP_NE, CMP_LT, CMP_LE, CMP_GT, CMP_GE = range(6)
 
 
@@ -73,6 +77,8 @@ def _operand(F, C, off, size, s, n):
 @inline
 def forward_record(op, a, b, out, aux, M, F, C, off, size):
     n = size[out]
+    if op == OP_HOST:                   # its outputs were computed by the records before it
+        return
     if op <= LAST_UNARY:
         p, q = _params(C, aux)
         unary_loop_fwd(op, F, off[a], off[out], n, p, q)
@@ -192,7 +198,7 @@ def _row(rows, nr, kind, p1, p2):
 
 
 @entry
-def reverse_schedule(R, start, seed, vid, leaf, retain, grad_of, ver, needs, mode):
+def reverse_schedule(R, start, seed, M, vid, leaf, retain, grad_of, ver, needs, mode):
     """The backward pass from record `start`, seeded at slot `seed`, as program rows for
     run_steps: (P_BWD, record), (P_ZERO, slot), (P_ACC, slot, .grad slot). Eager backward runs
     them at once; a recording unrolls them into its program.
@@ -205,10 +211,18 @@ def reverse_schedule(R, start, seed, vid, leaf, retain, grad_of, ver, needs, mod
     Returns (status, failing record, n_freed, rows, reached): `reached` lists the leaf slots
     that have no .grad tensor yet, whose gradient the rows leave in G for the caller, then -1,
     then the retained (retain_grad) slots that receive a gradient.
+
+    An OP_HOST record (M[aux:] = node, n inputs, n outputs, inputs..., outputs...) is one
+    (P_HOST, record) row when any of its outputs needs a gradient; all of its inputs need one.
     """
-    marks = np.empty(2 * start + 8, np.int64)
-    touched = np.empty(2 * start + 8, np.int64)
-    rows = np.empty((7 * start + 16, 6), np.int64)  # at most 3 per record and 2 per mark
+    extra = 0                                   # the inputs and outputs of host records
+    for i in range(start + 1):
+        if R[i, 0] == OP_HOST:
+            extra += M[R[i, 4] + 1] + M[R[i, 4] + 2]
+    marks = np.empty(2 * start + 8 + extra, np.int64)
+    touched = np.empty(2 * start + 8 + extra, np.int64)
+    # at most 3 rows per record, 1 per host output and 2 per mark
+    rows = np.empty((7 * start + 16 + 3 * extra, 6), np.int64)
     nm, nt, nr = 0, 0, 0
     needs[seed] = 1
     marks[nm] = seed
@@ -220,6 +234,13 @@ def reverse_schedule(R, start, seed, vid, leaf, retain, grad_of, ver, needs, mod
     for i in range(start, -1, -1):
         if pending == 0:
             break
+        if R[i, 0] == OP_HOST:
+            status, bad, nr, nm, nt, pending, n_freed = _host_schedule(
+                R, i, M, leaf, retain, grad_of, needs, mode, marks, touched, rows, nr, nm, nt,
+                pending, n_freed)
+            if status != OK:
+                break
+            continue
         out = R[i, 3]
         if not needs[out]:
             continue
@@ -285,6 +306,49 @@ def reverse_schedule(R, start, seed, vid, leaf, retain, grad_of, ver, needs, mod
         reached[nreached] = touched[j]
         nreached += 1
     return status, bad, n_freed, rows[:nr], reached[:nreached]
+
+
+@rule
+def _host_schedule(R, i, M, leaf, retain, grad_of, needs, mode, marks, touched, rows, nr, nm, nt,
+                   pending, n_freed):
+    """reverse_schedule's step at host record i: its P_HOST row if an output needs a
+    gradient (after the P_ACC rows of retained outputs), then its inputs need one."""
+    m = R[i, 4]
+    nin, nout = M[m + 1], M[m + 2]
+    hit = False
+    for k in range(nout):
+        if needs[M[m + 3 + nin + k]]:
+            hit = True
+    if not hit:
+        return OK, -1, nr, nm, nt, pending, n_freed
+    flags = R[i, 5]
+    if (mode & CHECK) and (flags & FREED):
+        return GRAPH_FREED, i, nr, nm, nt, pending, n_freed
+    for k in range(nout):
+        y = M[m + 3 + nin + k]
+        if needs[y] and retain[y] and not _seen(touched, nt, y):
+            nr = _row(rows, nr, P_ACC, y, grad_of[y])
+            touched[nt] = y
+            nt += 1
+    nr = _row(rows, nr, P_HOST, i, 0)
+    if mode & FREE:
+        R[i, 5] = flags | FREED
+        n_freed += 1
+    for k in range(nout):
+        y = M[m + 3 + nin + k]
+        if needs[y]:
+            needs[y] = 0
+            if not leaf[y]:
+                pending -= 1
+    for k in range(nin):
+        s = M[m + 3 + k]
+        if not needs[s]:
+            needs[s] = 1
+            marks[nm] = s
+            nm += 1
+            if not leaf[s]:
+                pending += 1
+    return OK, -1, nr, nm, nt, pending, n_freed
 
 
 @rule
@@ -479,6 +543,13 @@ def run_steps(n, out, hist, carry, gather, idx, P, R, M, off, goff, size, dt, F3
                 _zero(G32, G64, goff, size, dt, p1)
             elif kind == P_ACC:
                 _accumulate(p1, p2, off, goff, size, dt, G32, G64, F32, F64)
+            elif kind == P_ADDG:
+                o, og, m = goff[p1], off[p2], size[p1]
+                for k in range(m):
+                    if G64 is None or dt[p1] == 0:
+                        G32[o + k] += F32[og + k]
+                    else:
+                        G64[o + k] += F64[og + k]
         if out >= 0:
             hist[step] = _first(F32, F64, off, dt, out)
     return n, -1
@@ -507,15 +578,25 @@ def run_forward(R, lo, hi, M, off, goff, size, dt, F32, C32, G32, F64, C64, G64)
     run_program(_FORWARD, R, M, off, goff, size, dt, F32, C32, G32, F64, C64, G64, _NO_VALUES)
 
 
-def run_reverse(R, start, seed, M, off, goff, size, dt, vid, leaf, retain, grad_of, ver,
-                F32, C32, G32, F64, C64, G64, needs, mode):
+def run_reverse(R, start, seed, M, vid, leaf, retain, grad_of, ver, needs, mode, arrays, host):
     """Backpropagate the gradient seeded in G[seed] through records start..0: the walk
-    (reverse_schedule), then its rows (run_steps). Returns (status, failing record, n_freed,
-    reached) as reverse_schedule; on a failed check no gradient has moved."""
-    status, bad, n_freed, P, reached = reverse_schedule(R, start, seed, vid, leaf, retain,
+    (reverse_schedule), then its rows (run_steps). `arrays()` gives the arenas as run_program
+    takes them (off ... G64); `host(record, rows)` is called with the rows before each P_HOST
+    row, to run them and then that record's Python backward, and last with record -1 and the
+    rows after the last one (None: the caller knows there is no host record). Returns
+    (status, failing record, n_freed, reached) as reverse_schedule; on
+    a failed check no gradient has moved."""
+    status, bad, n_freed, P, reached = reverse_schedule(R, start, seed, M, vid, leaf, retain,
                                                         grad_of, ver, needs, mode)
     if status == OK:
-        run_program(P, R, M, off, goff, size, dt, F32, C32, G32, F64, C64, G64, _NO_VALUES)
+        if host is None:
+            run_program(P, R, M, *arrays(), _NO_VALUES)
+        else:
+            lo = 0
+            for j in np.flatnonzero(P[:, 0] == P_HOST).tolist():
+                host(int(P[j, 1]), P[lo:j])
+                lo = j + 1
+            host(-1, P[lo:])
     return status, bad, n_freed, reached
 
 

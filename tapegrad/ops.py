@@ -15,7 +15,8 @@ import numpy as np
  OP_ADD, OP_SUB, OP_MUL, OP_DIV, OP_POW, OP_MAXIMUM, OP_MINIMUM,
  OP_SUM, OP_MEAN, OP_NORM, OP_MAX, OP_MIN,
  OP_MATMUL,
- OP_STRIDED, OP_SETSTRIDED, OP_INDEX, OP_COPY, OP_CAST, OP_FILL) = range(43)
+ OP_STRIDED, OP_SETSTRIDED, OP_INDEX, OP_COPY, OP_CAST, OP_FILL,
+ OP_HOST) = range(44)
 
 FIRST_UNARY, LAST_UNARY = OP_NEG, OP_CLAMP
 FIRST_BINARY, LAST_BINARY = OP_ADD, OP_MINIMUM
@@ -67,7 +68,8 @@ def _norm_ref(x, dim=None, keepdim=False):
 class OpDef(NamedTuple):
     code: int
     name: str            # the PyTorch function name
-    kind: str            # 'unary' | 'binary' | 'reduce' | 'matmul' | 'shape' | 'source'
+    kind: str            # 'unary' | 'binary' | 'reduce' | 'matmul' | 'shape' | 'source' |
+                         # 'host'
     grad_fn: str         # PyTorch's grad_fn class name for results of this op
     saves: int           # SAVE_* bits: what backward reads
     ref: Optional[Callable] = None   # NumPy reference (tests)
@@ -130,6 +132,10 @@ OPS = (
     OpDef(OP_COPY, "copy", "shape", "CloneBackward0", 0),
     OpDef(OP_CAST, "cast", "shape", "ToCopyBackward0", 0),
     OpDef(OP_FILL, "fill", "source", "", 0),
+    # ---- a node whose backward is Python (autograd.Function): no forward, and the reverse
+    # pass stops at it to call that backward. M[aux:] = [node id, n inputs, n outputs,
+    # input slots..., output slots...]; a, b are NONE and out is the first output ----
+    OpDef(OP_HOST, "host", "host", "", 0),
 )
 
 assert [op.code for op in OPS] == list(range(len(OPS))), "OPS must be ordered by opcode"

@@ -15,8 +15,9 @@ import weakref
 import numpy as np
 
 from . import eager
-from .interpret import CHECK, FREE, GRAPH_FREED, run_forward, run_reverse
-from .ops import DIFF, FREED, GA, GB, NF, OP_SETSTRIDED, OPS
+from .interpret import (_NO_VALUES, CHECK, FREE, GRAPH_FREED, run_forward, run_program,
+                        run_reverse)
+from .ops import DIFF, FREED, GA, GB, NF, OP_HOST, OP_SETSTRIDED, OPS
 
 NP_FLOATS = (np.float32, np.float64)
 
@@ -79,6 +80,8 @@ class Tape:
         self.rec = None         # the Recorder while tapegrad.compile records a function
         self.gen = 0            # bumped whenever an arena or the slot table is reallocated
         self.wide = False       # a float64 slot exists (see f64)
+        self.hosts = []         # the Python backward of each OP_HOST record (autograd.Function)
+        self.busy = 0           # > 0 while a Python backward runs: no reset, no collection
 
     # ---- slots ----
     def alloc(self, dt, n):
@@ -268,7 +271,7 @@ class Tape:
         run_forward(self.R, self.done, self.n, self.M, self.off, self.goff, self.size, self.dt,
                     self.F[0], self.C[0], self.G[0], *self.f64())
         self.done = self.n
-        if self.rec is not None:
+        if self.rec is not None or self.busy:
             return
         if self.n_live == 0:
             self.reset()
@@ -287,6 +290,7 @@ class Tape:
         self.nconst = [0, 0]
         self.n_live = 0
         self.epoch += 1
+        self.hosts.clear()
         refs, flagged, free, key = self.refs, self.flagged, self.free, self.key
         for s in dict.fromkeys(self.deferred):     # a slot may be deferred twice
             if refs[s] == 0:
@@ -322,11 +326,19 @@ class Tape:
         retain = self.retain if retain is None else retain
         grad_of = self.grad_of if grad_of is None else grad_of
         if self.rec is not None:
-            self.rec.backward(rec, seed, grad, grad_slot, grad_of, retain)
-        status, bad, n_freed, reached = run_reverse(
-            self.R, rec, seed, self.M, self.off, self.goff, self.size, self.dt, self.vid,
-            self.leaf, retain, grad_of, self.ver, self.F[0], self.C[0], self.G[0], *self.f64(),
-            self.needs, CHECK | (0 if retain_graph else FREE))
+            self.rec.backward(rec, seed, grad, grad_slot, grad_of, retain, bool(self.hosts))
+        try:
+            status, bad, n_freed, reached = run_reverse(
+                self.R, rec, seed, self.M, self.vid, self.leaf, retain, grad_of, self.ver,
+                self.needs, CHECK | (0 if retain_graph else FREE), self._arenas,
+                self._host if self.hosts else None)
+        except BaseException:
+            for G in self.G:                # a Python backward raised: no gradient is left
+                G[:] = 0
+            self._sync()                    # and the records the pass freed are not live
+            flags = self.R[:self.n, 5]
+            self.n_live = int(np.count_nonzero((flags & DIFF) & ~flags & FREED))
+            raise
         self.n_live -= n_freed
         if status:
             for G in self.G:
@@ -345,6 +357,42 @@ class Tape:
                 "version than when it was saved. Hint: the operation that failed to compute its "
                 "gradient is the in-place one that modified it.")
         return self.reached(reached)
+
+    def _arenas(self):
+        return (self.off, self.goff, self.size, self.dt, self.F[0], self.C[0], self.G[0],
+                *self.f64())
+
+    def _host(self, i, rows):
+        """Within a reverse pass: run `rows`, then the Python backward of host record i (if
+        i >= 0)."""
+        if self.rec is not None:
+            self.rec.rows(rows)
+        run_program(rows, self.R, self.M, *self._arenas(), _NO_VALUES)
+        if i < 0:
+            return
+        self.busy += 1
+        try:
+            self.hosts[int(self.M[self.R[i, 4]])](i)
+            self.flush()
+            self._sync()
+        finally:
+            self.busy -= 1
+
+    def add_grad(self, s, g):
+        """G[s] += the value of slot g (the gradient a Python backward gives an input)."""
+        self.flush()
+        dt, n = self.key[s]
+        o, og = self.goff[s], self.off[g]
+        self.G[dt][o:o + n] += self.F[dt][og:og + n]
+        if self.rec is not None:
+            self.rec.add_grad(s, g)
+
+    def host_io(self, i):
+        """The input and output slots of host record i."""
+        m = int(self.R[i, 4])
+        nin, nout = int(self.M[m + 1]), int(self.M[m + 2])
+        io = self.M[m + 3:m + 3 + nin + nout].tolist()
+        return io[:nin], io[nin:]
 
     def reached(self, reached):
         """The end of a backward pass: the slots it reached (see reverse_schedule) as (leaves
@@ -385,7 +433,17 @@ class Tape:
             op, a, b, out, _, flags = (int(v) for v in R[i, :6])
             if not flags & DIFF or flags & FREED:
                 continue
-            if self.recrefs[i] > 0 or out in needed:
+            if op == OP_HOST:
+                ins, outs = self.host_io(i)
+                if self.recrefs[i] > 0 or needed.intersection(outs):
+                    used.update(ins + outs)
+                    needed.difference_update(outs)
+                    needed.update(ins)
+                else:
+                    self.hosts[int(self.M[R[i, 4]])] = None     # its saved tensors go
+                    R[i, 5] = flags | FREED
+                    self.n_live -= 1
+            elif self.recrefs[i] > 0 or out in needed:
                 used.update((a, b, out))
                 if op == OP_SETSTRIDED and flags & GB or a == out or b == out:
                     needed.add(out)         # a partial or in-place write: earlier ones count

@@ -18,7 +18,22 @@ SHAPE_OPS = {
     "cast": (lambda x: (x.float() * 2).double(), lambda x: x.astype(np.float32) * 2,
              [(3, 2)]),
     "fill": (lambda x: x * x.detach().clone().fill_(2.5), lambda x: x * 2.5, [(3, 2)]),
+    "host": (lambda x, y: _XSinY.apply(x, y), lambda x, y: x * np.sin(y), [(3, 2), (2,)]),
 }
+
+
+class _XSinY(tg.autograd.Function):
+    """x * sin(y) with a Python backward (an OP_HOST record), y broadcast."""
+
+    @staticmethod
+    def forward(ctx, x, y):
+        ctx.save_for_backward(x, y)
+        return x * y.sin()
+
+    @staticmethod
+    def backward(ctx, g):
+        x, y = ctx.saved_tensors
+        return g * y.sin(), (g * x * y.cos()).sum(0)
 
 
 def _setslice(x, y):

@@ -96,13 +96,14 @@ TORCH_CALL = {"clamp": lambda x: x.clamp(-0.5, 0.7),
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_matches_torch(op, f_tg, f_np, shapes, dtype):
     torch = pytest.importorskip("torch")
-    if op.kind == "shape" or op.kind == "source":
+    if op.kind in ("shape", "source", "host"):
         f_torch = {"strided": lambda x: x.t()[1:, ::2],
                    "setstrided": _torch_setslice,
                    "index": lambda x: x[torch.tensor([2, 0, 2])],
                    "copy": lambda x: x.clone(),
                    "cast": lambda x: (x.float() * 2).double(),
-                   "fill": lambda x: x * x.detach().clone().fill_(2.5)}[op.name]
+                   "fill": lambda x: x * x.detach().clone().fill_(2.5),
+                   "host": lambda x, y: x * torch.sin(y)}[op.name]
         if dtype == "float32":
             pytest.skip("shape ops are exercised in float64")
     elif op.kind == "unary":

@@ -80,7 +80,7 @@ def test_tape_is_reset_after_backward_in_a_training_loop():
 def test_every_opcode_is_interpreted(op):
     """Record each op and run both interpreters on it (a table-consistency test)."""
     rng = np.random.default_rng(0)
-    if op.kind == "shape" or op.kind == "source":
+    if op.kind in ("shape", "source", "host"):
         f, _, shapes = SHAPE_OPS[op.name]
     elif op.kind == "matmul":
         f, shapes = tg.matmul, [(2, 3), (3, 2)]

@@ -1,9 +1,11 @@
 """torch.autograd: backward, grad, Variable, gradcheck."""
 import numpy as np
 
-from . import dtypes as D
-from .tape import TAPE
-from .tensor import Tensor, _make
+from .. import dtypes as D
+from ..tape import TAPE
+from ..tensor import Tensor, _make
+from . import function
+from .function import Function, FunctionCtx, once_differentiable
 
 
 def _seed(t, gradient):
@@ -97,7 +99,7 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
         for x in inputs:
             # a non-leaf (not a view of a leaf): collect its gradient as a retained one
             if x._fn is not None and not TAPE.leaf[x._slot] and x._slot not in held:
-                from .factory import zeros
+                from ..factory import zeros
                 buf = zeros((int(TAPE.size[x._slot]),), dtype=x._dt)
                 retain[x._slot] = 1
                 grad_of[x._slot] = buf._slot
@@ -113,7 +115,7 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
     for i, x in enumerate(inputs):
         if acc[i] is None:
             if materialize_grads:
-                from .factory import zeros_like
+                from ..factory import zeros_like
                 acc[i] = zeros_like(x)
             elif not allow_unused:
                 raise RuntimeError("One of the differentiated Tensors appears to not have been "
@@ -131,7 +133,7 @@ def TAPE_dt(s):
 def Variable(data, requires_grad=False, volatile=False):
     """The old Variable wrapper: now just the tensor, with requires_grad set if asked."""
     if not isinstance(data, Tensor):
-        from .tensor import tensor
+        from ..tensor import tensor
         data = tensor(data)
     return data.requires_grad_(True) if requires_grad else data
 
