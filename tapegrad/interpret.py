@@ -584,8 +584,8 @@ def run_reverse(R, start, seed, M, vid, leaf, retain, grad_of, ver, needs, mode,
     takes them (off ... G64); `host(record, rows)` is called with the rows before each P_HOST
     row, to run them and then that record's Python backward, and last with record -1 and the
     rows after the last one (None: the caller knows there is no host record). Returns
-    (status, failing record, n_freed, reached) as reverse_schedule; on
-    a failed check no gradient has moved."""
+    (status, failing record, n_freed, reached) as reverse_schedule; on a failed check no
+    gradient has moved."""
     status, bad, n_freed, P, reached = reverse_schedule(R, start, seed, M, vid, leaf, retain,
                                                         grad_of, ver, needs, mode)
     if status == OK:
