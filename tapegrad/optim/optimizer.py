@@ -284,13 +284,16 @@ class Optimizer:
 
 
 def _cast(param, value, key):
-    """A loaded state value for param: float tensors take param's dtype (not `step`)."""
+    """A loaded state value for param: float tensors take param's dtype (not `step`), also
+    inside dicts, lists and tuples."""
     if isinstance(value, Tensor):
         if key == "step" or not param.is_floating_point():
             return value
         return value.to(dtype=param.dtype)
     if isinstance(value, dict):
         return {k: _cast(param, v, k) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):            # LBFGS's histories
+        return type(value)(_cast(param, v, None) for v in value)
     return value
 
 
