@@ -389,3 +389,515 @@ def test_loss_module_reprs_and_buffers():
         nn.GaussianNLLLoss(True)                    # keyword-only, as torch
     p = nn.PoissonNLLLoss()
     assert (p.log_input, p.full, p.eps) == (True, False, 1e-8)
+
+
+# ---- Dropout ----
+def test_dropout_zeroes_with_probability_p_and_scales_the_rest():
+    tg.manual_seed(3)
+    x = tg.tensor(RNG.uniform(1.0, 2.0, size=(200, 100)), requires_grad=True)
+    for p in (0.2, 0.5, 0.9):
+        y = F.dropout(x, p)
+        kept = _np(y) != 0
+        np.testing.assert_allclose(_np(y)[kept], _np(x)[kept] / (1 - p), rtol=1e-15)
+        assert abs((~kept).mean() - p) < 4 * math.sqrt(p * (1 - p) / kept.size)
+        x.grad = None
+        y.sum().backward()
+        np.testing.assert_allclose(x.grad.numpy(), kept / (1 - p), rtol=1e-15)
+    x32 = x.float()
+    y32 = _np(F.dropout(x32, 0.3))
+    kept = y32 != 0                 # the kept ones times 1 / (1 - p), rounded in float32
+    np.testing.assert_array_equal(y32[kept], (_np(x32) * (np.float32(1) / np.float32(0.7)))[kept])
+
+
+def test_dropout_modes_and_edge_probabilities():
+    x = tg.tensor(RNG.normal(size=(4, 5)))
+    assert F.dropout(x, training=False) is x and F.dropout(x, 0.0) is x
+    assert np.all(_np(F.dropout(x, 1.0)) == 0)
+    m = nn.Dropout(0.4)
+    assert repr(m) == "Dropout(p=0.4, inplace=False)" and m.training
+    m.eval()
+    assert m(x) is x
+    m.train()
+    tg.manual_seed(5)
+    a = _np(m(x))
+    tg.manual_seed(5)
+    np.testing.assert_array_equal(_np(F.dropout(x, 0.4)), a)       # the seeded generator
+    z = x.clone()
+    tg.manual_seed(5)
+    assert nn.Dropout(0.4, inplace=True)(z) is z
+    np.testing.assert_array_equal(_np(z), a)
+
+
+@pytest.mark.parametrize("call,exc,msg", [
+    (lambda: nn.Dropout(1.5), ValueError,
+     "dropout probability has to be between 0 and 1, but got 1.5"),
+    (lambda: F.dropout(tg.ones(3), -0.1), ValueError,
+     "dropout probability has to be between 0 and 1, but got -0.1"),
+    (lambda: F.dropout(tg.ones(3, dtype=tg.int64), 0.5), RuntimeError,
+     "result type Float can't be cast to the desired output type Long"),
+    (lambda: F.dropout(tg.ones(3, requires_grad=True), 0.5, inplace=True), RuntimeError,
+     "a leaf Variable that requires grad is being used in an in-place operation."),
+])
+def test_dropout_errors(call, exc, msg):
+    with pytest.raises(exc, match="^" + re.escape(msg) + "$"):
+        call()
+
+
+def test_dropout_under_compile_draws_a_fresh_mask_at_every_call():
+    """A step that draws a mask is not replayable: it runs eagerly at each call, so each call
+    gets a new mask (the ones an eager loop with the same seed draws), and explain() says so.
+    In eval mode the same step replays."""
+    gc.collect()
+    x = tg.tensor(RNG.uniform(1.0, 2.0, size=(6, 8)))
+    model = nn.Sequential(nn.Linear(8, 8).double(), nn.Dropout(0.5))
+
+    def step(x):
+        return model(x).sum().detach()
+    compiled = tg.compile(step)
+    outs = []
+    for fn in (step, compiled):
+        tg.manual_seed(7)
+        outs.append([fn(x).item() for _ in range(4)])
+    assert outs[0] == outs[1] and len(set(outs[1])) == 4
+    assert not compiled.paths and "dropout's random mask" in compiled.explain()
+    model.eval()
+    evals = tg.compile(step)
+    assert [evals(x).item() for _ in range(3)] == [step(x).item()] * 3 and evals.paths
+
+
+# ---- LayerNorm ----
+def _np_layer_norm(x, k, w=None, b=None, eps=1e-5):
+    axes = tuple(range(x.ndim - k, x.ndim))
+    d = x - x.mean(axes, keepdims=True)
+    y = d / np.sqrt((d * d).mean(axes, keepdims=True) + eps)
+    return (y if w is None else y * w) + (0 if b is None else b)
+
+
+LN_X = RNG.normal(scale=3.0, size=(3, 2, 4)) + 1.0
+LN_W, LN_B = RNG.normal(size=(2, 4)), RNG.normal(size=(2, 4))
+
+
+@pytest.mark.parametrize("k,affine", [(1, False), (2, False), (2, True), (1, True)])
+def test_layer_norm_values_and_gradients(k, affine):
+    shape = LN_X.shape[-k:]
+    w, b = (LN_W[-1:][0] if k == 1 else LN_W, LN_B[-1:][0] if k == 1 else LN_B) if affine \
+        else (None, None)
+    arrays = [LN_X] + ([w, b] if affine else [])
+
+    def f(x, *wb):
+        return F.layer_norm(x, shape, *wb, eps=1e-3)
+    np.testing.assert_allclose(_np(f(*[tg.tensor(a) for a in arrays])),
+                               _np_layer_norm(LN_X, k, w, b, 1e-3), rtol=1e-12, atol=1e-12)
+    out32 = f(*[tg.tensor(a, dtype=tg.float32) for a in arrays])
+    assert out32.dtype is tg.float32
+    np.testing.assert_allclose(_np(out32), _np_layer_norm(LN_X, k, w, b, 1e-3), atol=1e-5)
+    weight = RNG.normal(size=LN_X.shape)
+    _, grads = tapegrad_grads(f, arrays, weight)
+    expected = finite_difference_grads(lambda *a: _np(f(*[tg.tensor(v) for v in a])), arrays,
+                                       weight)
+    for g, e in zip(grads, expected):
+        np.testing.assert_allclose(g.numpy(), e, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("kw", [{}, {"elementwise_affine": False}, {"bias": False}])
+def test_layer_norm_matches_torch(dtype, kw):
+    torch = pytest.importorskip("torch")
+    tol = 1e-10 if dtype == "float64" else 1e-5
+    res = []
+    for L in (tg, torch):
+        m = L.nn.LayerNorm((2, 4), eps=1e-4, **kw).to(getattr(L, dtype))
+        if m.weight is not None:
+            with L.no_grad():
+                m.weight.copy_(L.tensor(LN_W))
+        x = L.tensor(LN_X, dtype=getattr(L, dtype), requires_grad=True)
+        y = m(x)
+        (y * L.tensor(LN_X ** 2, dtype=getattr(L, dtype))).sum().backward()
+        res.append([_np(y), x.grad.numpy()] + [p.grad.numpy() for p in m.parameters()])
+        assert y.dtype == getattr(L, dtype)
+    assert len(res[0]) == len(res[1])
+    for a, b in zip(*res):
+        np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+    assert repr(nn.LayerNorm((2, 4), **kw)) == repr(torch.nn.LayerNorm((2, 4), **kw))
+
+
+def test_layer_norm_module_defaults_and_errors():
+    m = nn.LayerNorm(4)
+    assert m.normalized_shape == (4,) and m.eps == 1e-5
+    np.testing.assert_array_equal(_np(m.weight), np.ones(4))
+    np.testing.assert_array_equal(_np(m.bias), np.zeros(4))
+    assert list(dict(m.named_parameters())) == ["weight", "bias"]
+    assert nn.LayerNorm(4, bias=False).bias is None
+    assert repr(m) == "LayerNorm((4,), eps=1e-05, elementwise_affine=True, bias=True)"
+    x = tg.zeros(3, 4)
+    for call, exc, msg in [
+        (lambda: F.layer_norm(x, 4), TypeError, "layer_norm(): argument 'normalized_shape' "
+         "(position 2) must be tuple of ints, not int"),
+        (lambda: F.layer_norm(x, []), RuntimeError, "Expected normalized_shape to be at least "
+         "1-dimensional, i.e., containing at least one element, but got normalized_shape = []"),
+        (lambda: F.layer_norm(x, [3]), RuntimeError, "Given normalized_shape=[3], expected "
+         "input with shape [*, 3], but got input of size[3, 4]"),
+        (lambda: F.layer_norm(x, [2, 3, 4]), RuntimeError, "Given normalized_shape=[2, 3, 4], "
+         "expected input with shape [*, 2, 3, 4], but got input of size[3, 4]"),
+        (lambda: F.layer_norm(x, [4], tg.ones(3)), RuntimeError, "Expected weight to be of same "
+         "shape as normalized_shape, but got weight of shape [3] and normalized_shape = [4]"),
+        (lambda: F.layer_norm(x, [4], None, tg.ones(3)), RuntimeError, "Expected bias to be of "
+         "same shape as normalized_shape, but got bias of shape [3] and normalized_shape = [4]")]:
+        with pytest.raises(exc, match="^" + re.escape(msg) + "$"):
+            call()
+
+
+# ---- BatchNorm1d ----
+def _np_batch_norm_steps(batches, momentum, eps, w, b):
+    """Training-mode outputs, then the running mean / var (unbiased) and the eval output."""
+    c = batches[0].shape[1]
+    rm, rv, outs = np.zeros(c), np.ones(c), []
+    for k, x in enumerate(batches, 1):
+        axes = (0,) + tuple(range(2, x.ndim))
+        shape = [1, c] + [1] * (x.ndim - 2)
+        n = x.size // c
+        mean = x.mean(axes)
+        var = ((x - mean.reshape(shape)) ** 2).mean(axes)
+        outs.append((x - mean.reshape(shape)) / np.sqrt(var.reshape(shape) + eps)
+                    * w.reshape(shape) + b.reshape(shape))
+        m = 1.0 / k if momentum is None else momentum
+        rm = (1 - m) * rm + m * mean
+        rv = (1 - m) * rv + m * var * n / (n - 1)
+    x = batches[0]
+    shape = [1, c] + [1] * (x.ndim - 2)
+    ev = (x - rm.reshape(shape)) / np.sqrt(rv.reshape(shape) + eps) * w.reshape(shape) \
+        + b.reshape(shape)
+    return outs, rm, rv, ev
+
+
+BN_W, BN_B = np.array([0.5, 1.5, -1.0]), np.array([0.1, -0.2, 0.3])
+
+
+@pytest.mark.parametrize("shape", [(6, 3), (4, 3, 5)])
+@pytest.mark.parametrize("momentum", [0.1, None])
+def test_batch_norm_training_running_stats_and_eval(shape, momentum):
+    batches = [RNG.normal(loc=k, scale=k + 1, size=shape) for k in range(3)]
+    outs, rm, rv, ev = _np_batch_norm_steps(batches, momentum, 1e-5, BN_W, BN_B)
+    for dtype, tol in ((tg.float64, 1e-12), (tg.float32, 2e-5)):
+        m = nn.BatchNorm1d(3, momentum=momentum).to(dtype)
+        with tg.no_grad():
+            m.weight.copy_(tg.tensor(BN_W))
+            m.bias.copy_(tg.tensor(BN_B))
+        for x, ref in zip(batches, outs):
+            y = m(tg.tensor(x, dtype=dtype))
+            assert y.dtype is dtype
+            np.testing.assert_allclose(_np(y), ref, rtol=tol, atol=tol)
+        assert m.num_batches_tracked.dtype is tg.int64 and m.num_batches_tracked.item() == 3
+        np.testing.assert_allclose(_np(m.running_mean), rm, rtol=tol, atol=tol)
+        np.testing.assert_allclose(_np(m.running_var), rv, rtol=tol, atol=tol)
+        m.eval()
+        np.testing.assert_allclose(_np(m(tg.tensor(batches[0], dtype=dtype))), ev, rtol=tol,
+                                   atol=tol)
+        assert m.num_batches_tracked.item() == 3
+
+
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("shape", [(6, 3), (4, 3, 5)])
+def test_batch_norm_gradient_matches_finite_differences(shape, training):
+    x = RNG.normal(size=shape)
+    rm, rv = RNG.normal(size=3), RNG.uniform(0.5, 2.0, size=3)
+
+    def f(x, w, b):
+        return F.batch_norm(x, tg.tensor(rm) if not training else None,
+                            tg.tensor(rv) if not training else None, w, b, training)
+    weight = RNG.normal(size=shape)
+    _, grads = tapegrad_grads(f, [x, BN_W, BN_B], weight)
+    expected = finite_difference_grads(lambda *a: _np(f(*[tg.tensor(v) for v in a])),
+                                       [x, BN_W, BN_B], weight)
+    for g, e in zip(grads, expected):
+        np.testing.assert_allclose(g.numpy(), e, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("kw", [{}, {"momentum": None}, {"affine": False},
+                                {"track_running_stats": False}, {"bias": False}])
+@pytest.mark.parametrize("shape", [(6, 3), (4, 3, 5)])
+def test_batch_norm_matches_torch(dtype, kw, shape):
+    torch = pytest.importorskip("torch")
+    tol = 1e-10 if dtype == "float64" else 2e-5
+    batches = [RNG.normal(loc=k, scale=k + 1, size=shape) for k in range(3)]
+    res = []
+    for L in (tg, torch):
+        dt = getattr(L, dtype)
+        m = L.nn.BatchNorm1d(3, **kw).to(dt)
+        if m.weight is not None:
+            with L.no_grad():
+                m.weight.copy_(L.tensor(BN_W))
+        outs = []
+        for x in batches:
+            x = L.tensor(x, dtype=dt, requires_grad=True)
+            y = m(x)
+            (y * L.tensor(batches[2], dtype=dt)).sum().backward()
+            # copies: torch's numpy() shares the memory the next backward adds into
+            outs += [_np(y), x.grad.numpy()] + [p.grad.numpy().copy() for p in m.parameters()]
+        m.eval()
+        outs.append(_np(m(L.tensor(batches[1], dtype=dt))))
+        outs += [b.numpy() for b in m.buffers()]
+        res.append(outs)
+    assert len(res[0]) == len(res[1])
+    for a, b in zip(*res):
+        np.testing.assert_allclose(np.asarray(a, float), np.asarray(b, float), rtol=tol,
+                                   atol=tol)
+    assert repr(nn.BatchNorm1d(3, **kw)) == repr(torch.nn.BatchNorm1d(3, **kw))
+
+
+def _bn_step(model, opt):
+    def step(x):
+        opt.zero_grad()
+        loss = (model(x) ** 2).mean()
+        loss.backward()
+        opt.step()
+        return loss
+    return step
+
+
+@pytest.mark.parametrize("mode", ["eval", "no running stats", "training"])
+def test_batch_norm_compiled_equals_eager(mode):
+    """Eval mode and track_running_stats=False replay (running statistics updated by tape
+    records); in training with running statistics the step runs eagerly at every call, as
+    num_batches_tracked is an integer counted in Python. Every case equals eager."""
+    gc.collect()
+    x = tg.tensor(RNG.normal(size=(8, 4)))
+    runs = []
+    for compiled in (False, True):
+        tg.manual_seed(0)
+        model = nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(
+            3, track_running_stats=mode != "no running stats")).double()
+        if mode == "eval":
+            with tg.no_grad():
+                model[1].running_mean.copy_(tg.tensor([0.1, -0.2, 0.3]))
+            model.eval()
+        step = _bn_step(model, tg.optim.SGD(model.parameters(), lr=0.1))
+        fn = tg.compile(step) if compiled else step
+        losses = [fn(x).item() for _ in range(6)]
+        runs.append((losses, [_np(t) for t in model.state_dict().values()], fn))
+    assert runs[0][0] == runs[1][0]
+    for a, b in zip(runs[0][1], runs[1][1]):
+        np.testing.assert_array_equal(a, b)
+    compiled = runs[1][2]
+    if mode == "training":
+        assert not compiled.paths and "num_batches_tracked" in compiled.explain()
+    else:
+        assert compiled.paths, compiled.explain()
+
+
+def test_batch_norm_state_dict_and_old_checkpoints():
+    m = nn.BatchNorm1d(3)
+    sd = m.state_dict()
+    assert list(sd) == ["weight", "bias", "running_mean", "running_var", "num_batches_tracked"]
+    assert sd._metadata[""] == {"version": 2}
+    m(tg.tensor(RNG.normal(size=(5, 3))))
+    old = OrderedDict((k, v) for k, v in nn.BatchNorm1d(3).state_dict().items()
+                      if k != "num_batches_tracked")         # a version-1 checkpoint
+    m.load_state_dict(old)
+    assert m.num_batches_tracked.item() == 1                   # kept, as torch
+    new = OrderedDict((k, v) for k, v in sd.items() if k != "num_batches_tracked")
+    new._metadata = sd._metadata                                 # says version 2
+    with pytest.raises(RuntimeError, match='Missing key.*"num_batches_tracked"'):
+        nn.BatchNorm1d(3).load_state_dict(new)
+    m.reset_running_stats()
+    assert m.num_batches_tracked.item() == 0 and np.all(_np(m.running_var) == 1)
+    n = nn.BatchNorm1d(3, affine=False, track_running_stats=False)
+    assert list(n.state_dict()) == [] and n.running_mean is None
+    n.eval()                            # no running statistics: batch statistics in eval too
+    x = RNG.normal(size=(5, 3))
+    np.testing.assert_allclose(_np(n(tg.tensor(x))), (x - x.mean(0)) / np.sqrt(x.var(0) + 1e-5))
+
+
+def test_batch_norm_errors():
+    x, rm, rv = tg.zeros(3, 4), tg.zeros(4), tg.ones(4)
+    for call, exc, msg in [
+        (lambda: nn.BatchNorm1d(4)(tg.zeros(2, 4, 3, 1)), ValueError,
+         "expected 2D or 3D input (got 4D input)"),
+        (lambda: nn.BatchNorm1d(4)(tg.zeros(2, 3)), RuntimeError,
+         "running_mean should contain 3 elements not 4"),
+        (lambda: nn.BatchNorm1d(4)(tg.zeros(1, 4)), ValueError,
+         "Expected more than 1 value per channel when training, got input size "
+         "torch.Size([1, 4])"),
+        (lambda: F.batch_norm(x, rm, tg.ones(3), training=True), RuntimeError,
+         "running_var should contain 4 elements not 3"),
+        (lambda: F.batch_norm(x, rm, rv, tg.ones(3)), RuntimeError,
+         "weight should contain 4 elements not 3"),
+        (lambda: F.batch_norm(x, rm, rv, None, tg.ones(3)), RuntimeError,
+         "bias should contain 4 elements not 3"),
+        (lambda: F.batch_norm(x, None, None), RuntimeError,
+         "running_mean must be defined in evaluation mode"),
+        (lambda: F.batch_norm(x, rm, rv, training=True, eps=0.0), ValueError,
+         "batch_norm eps must be positive during training, but got 0.0"),
+        (lambda: F.batch_norm(x, rm, rv, eps=-1.0), ValueError,
+         "batch_norm eps must be non-negative, but got -1.0")]:
+        with pytest.raises(exc, match="^" + re.escape(msg) + "$"):
+            call()
+
+
+# ---- Embedding ----
+def test_embedding_values_padding_and_gradient():
+    tg.manual_seed(0)
+    emb = nn.Embedding(6, 3, padding_idx=-2)
+    assert emb.padding_idx == 4 and np.all(_np(emb.weight)[4] == 0)
+    assert repr(emb) == "Embedding(6, 3, padding_idx=4)"
+    idx = np.array([[0, 4, 2], [2, 5, 4]])
+    out = emb(tg.tensor(idx))
+    np.testing.assert_array_equal(_np(out), _np(emb.weight)[idx])
+    g = RNG.normal(size=(2, 3, 3))
+    (out * tg.tensor(g, dtype=tg.float32)).sum().backward()
+    expected = np.zeros((6, 3))
+    np.add.at(expected, idx, g)
+    expected[4] = 0                                 # the padding row gets no gradient
+    np.testing.assert_allclose(emb.weight.grad.numpy(), expected, rtol=1e-6)
+    one = F.embedding(tg.tensor(3), emb.weight)     # a 0-d index gives one row
+    np.testing.assert_array_equal(_np(one), _np(emb.weight)[3])
+    i32 = F.embedding(tg.tensor(idx, dtype=tg.int32), emb.weight)
+    np.testing.assert_array_equal(_np(i32), _np(emb.weight)[idx])
+
+
+def test_embedding_from_pretrained_and_init():
+    w = tg.tensor(RNG.normal(size=(4, 2)))
+    frozen = nn.Embedding.from_pretrained(w)
+    assert not frozen.weight.requires_grad and frozen.weight.shape == (4, 2)
+    with tg.no_grad():
+        w[1, 0] = 7.0                                    # the weight shares w's storage
+    assert frozen(tg.tensor([1])).numpy()[0, 0] == 7.0
+    trainable = nn.Embedding.from_pretrained(w, freeze=False, padding_idx=0)
+    assert trainable.weight.requires_grad and trainable.padding_idx == 0
+    tg.manual_seed(1)
+    big = nn.Embedding(400, 50)
+    v = _np(big.weight)
+    assert abs(v.mean()) < 0.02 and abs(v.std() - 1) < 0.02     # N(0, 1), 20000 draws
+
+
+def test_embedding_max_norm_renormalizes_the_rows_used():
+    w = np.array([[3.0, 4.0], [0.3, 0.4], [6.0, 8.0], [1.0, 0.0]])
+    emb = nn.Embedding.from_pretrained(tg.tensor(w), max_norm=1.0)
+    out = _np(emb(tg.tensor([0, 1, 0])))
+    expected = w.copy()
+    expected[0] *= 1.0 / (5.0 + 1e-7)
+    np.testing.assert_allclose(_np(emb.weight), expected)      # row 2 unused, kept
+    np.testing.assert_allclose(out, expected[[0, 1, 0]])
+
+
+EMB_G = RNG.normal(size=(2, 4, 3))
+
+
+def test_embedding_matches_torch():
+    torch = pytest.importorskip("torch")
+    w = RNG.normal(size=(5, 3)) * 2
+    idx = [[0, 4, 2, 2], [1, 4, 3, 0]]
+    res = []
+    for L in (tg, torch):
+        emb = L.nn.Embedding.from_pretrained(L.tensor(w), freeze=False, padding_idx=2,
+                                             max_norm=2.5, norm_type=1.0)
+        out = emb(L.tensor(idx))
+        (out * L.tensor(EMB_G)).sum().backward()
+        res.append([_np(out), emb.weight.grad.numpy(), _np(emb.weight)])
+        assert repr(emb) == "Embedding(5, 3, padding_idx=2, max_norm=2.5, norm_type=1.0)"
+    for a, b in zip(*res):
+        np.testing.assert_allclose(a, b, rtol=1e-7)
+
+
+def test_embedding_compiled_equals_eager():
+    gc.collect()
+    runs = []
+    idx = tg.tensor([[0, 3], [3, 1]])
+    for compiled in (False, True):
+        tg.manual_seed(2)
+        emb = nn.Embedding(4, 3, padding_idx=3).double()
+        opt = tg.optim.SGD(emb.parameters(), lr=0.5)
+
+        def step(i):
+            opt.zero_grad()
+            loss = (emb(i).sum(1) ** 2).sum()
+            loss.backward()
+            opt.step()
+            return loss
+        fn = tg.compile(step) if compiled else step
+        runs.append(([fn(idx).item() for _ in range(5)], _np(emb.weight), fn))
+    assert runs[0][0] == runs[1][0] and runs[1][2].paths
+    np.testing.assert_array_equal(runs[0][1], runs[1][1])
+
+
+def test_embedding_errors():
+    w = tg.zeros(5, 3)
+    for call, exc, msg in [
+        (lambda: nn.Embedding(5, 3, padding_idx=5), AssertionError,
+         "Padding_idx must be within num_embeddings"),
+        (lambda: F.embedding(tg.tensor([1]), w, padding_idx=-6), AssertionError,
+         "Padding_idx must be within num_embeddings"),
+        (lambda: nn.Embedding.from_pretrained(tg.zeros(3)), AssertionError,
+         "Embeddings parameter is expected to be 2-dimensional"),
+        (lambda: nn.Embedding(5, 3, _weight=tg.zeros(4, 3)), AssertionError,
+         "Shape of weight does not match num_embeddings and embedding_dim"),
+        (lambda: F.embedding(tg.tensor([1.0]), w), RuntimeError,
+         "Expected tensor for argument #1 'indices' to have one of the following scalar types: "
+         "Long, Int; but got torch.FloatTensor instead (while checking arguments for "
+         "embedding)"),
+        (lambda: F.embedding(tg.tensor([5]), w), IndexError, "index out of range in self"),
+        (lambda: F.embedding(tg.tensor([-1]), w), IndexError, "index out of range in self"),
+        (lambda: F.embedding(tg.tensor([1]), tg.zeros(5)), RuntimeError,
+         "'weight' must be 2-D")]:
+        with pytest.raises(exc, match="^" + re.escape(msg) + "$"):
+            call()
+    with pytest.raises(NotImplementedError, match="scale_grad_by_freq"):
+        nn.Embedding(5, 3, sparse=True)(tg.tensor([1]))
+
+
+# ---- ModuleDict and ParameterDict ----
+def test_module_dict():
+    d = nn.ModuleDict({"b": nn.ReLU(), "a": nn.Linear(2, 3)})
+    assert list(d) == ["b", "a"] and len(d) == 2 and "a" in d
+    assert [n for n, _ in d.named_parameters()] == ["a.weight", "a.bias"]
+    d["c"] = nn.Tanh()
+    d.update([("d", nn.Identity())])
+    assert list(d.keys()) == ["b", "a", "c", "d"]
+    assert isinstance(d.pop("c"), nn.Tanh) and "c" not in d
+    del d["d"]
+    assert [type(m).__name__ for m in d.values()] == ["ReLU", "Linear"]
+    assert repr(d) == ("ModuleDict(\n  (b): ReLU()\n  (a): Linear(in_features=2, "
+                       "out_features=3, bias=True)\n)")
+    d.clear()
+    assert len(d) == 0
+    for bad, exc, msg in [(3, TypeError, "ModuleDict.update should be called with an iterable "
+                           "of key/value pairs, but got int"),
+                          ([("a",)], ValueError, "ModuleDict update sequence element #0 has "
+                           "length 1; 2 is required"),
+                          ([3], TypeError, "ModuleDict update sequence element #0 should be "
+                           "Iterable; isint")]:
+        with pytest.raises(exc, match="^" + re.escape(msg) + "$"):
+            d.update(bad)
+
+
+def test_parameter_dict():
+    p = nn.ParameterDict({"b": nn.Parameter(tg.ones(2)), "a": tg.ones(2, 3)})
+    assert list(p) == ["a", "b"]                              # a plain dict: sorted, as torch
+    assert isinstance(p["a"], nn.Parameter) and p["a"].requires_grad
+    assert [n for n, _ in p.named_parameters()] == ["a", "b"]
+    assert repr(p) == ("ParameterDict(\n    (a): Parameter containing: [torch.FloatTensor of "
+                       "size 2x3]\n    (b): Parameter containing: [torch.FloatTensor of size "
+                       "2]\n)")
+    q = nn.ParameterDict(OrderedDict([("z", tg.zeros(1)), ("y", tg.zeros(1))]))
+    assert list(q) == ["z", "y"] and list(p | q) == ["a", "b", "z", "y"]
+    assert p.get("missing") is None and p.setdefault("c", tg.ones(1)) is p["c"]
+    k, v = p.popitem()
+    assert k == "c" and "c" not in p and len(p) == 2
+    assert list(p.copy()) == ["a", "b"] and list(reversed(p)) == ["b", "a"]
+    with pytest.raises(TypeError, match="Index given to ParameterDict cannot be used as a key"):
+        p[1]
+    with pytest.raises(RuntimeError, match="ParameterDict should not be called."):
+        p(1)
+    p.clear()
+    assert len(p) == 0 and list(p.parameters()) == []
+
+
+def test_containers_match_torch():
+    torch = pytest.importorskip("torch")
+    for build in (lambda L: L.nn.ModuleDict({"b": L.nn.ReLU(), "a": L.nn.Linear(2, 3)}),
+                  lambda L: L.nn.ParameterDict({"b": L.nn.Parameter(L.ones(2)),
+                                                "a": L.ones(2, 3, dtype=L.float64)})):
+        mods = [build(L) for L in (tg, torch)]
+        assert repr(mods[0]) == repr(mods[1])
+        assert list(mods[0].state_dict()) == list(mods[1].state_dict())

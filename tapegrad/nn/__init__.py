@@ -1,13 +1,16 @@
 """tapegrad.nn: Module, Parameter, layers and losses with PyTorch's names."""
 from . import functional, init, parameter
-from .modules import (ELU, GELU, BCEWithLogitsLoss, Buffer, CrossEntropyLoss, Flatten,
-                      GaussianNLLLoss, HuberLoss, Identity, L1Loss, LeakyReLU, Linear, LogSoftmax,
-                      Module, ModuleList, MSELoss, NLLLoss, Parameter, ParameterList,
-                      PoissonNLLLoss, ReLU, Sequential, Sigmoid, SiLU, SmoothL1Loss, Softmax,
-                      Softplus, Tanh, Unflatten)
+from .modules import (ELU, GELU, BatchNorm1d, BCEWithLogitsLoss, Buffer, CrossEntropyLoss,
+                      Dropout, Embedding, Flatten, GaussianNLLLoss, HuberLoss, Identity, L1Loss,
+                      LayerNorm, LeakyReLU, Linear, LogSoftmax, Module, ModuleDict, ModuleList,
+                      MSELoss, NLLLoss, Parameter, ParameterDict, ParameterList, PoissonNLLLoss,
+                      ReLU, Sequential, Sigmoid, SiLU, SmoothL1Loss, Softmax, Softplus, Tanh,
+                      Unflatten)
 
-__all__ = ["functional", "init", "parameter", "Module", "Parameter", "Buffer", "Identity",
-           "Linear", "Flatten", "Unflatten", "Sequential", "ModuleList", "ParameterList", "ReLU",
-           "LeakyReLU", "ELU", "Sigmoid", "Tanh", "Softplus", "SiLU", "GELU", "Softmax",
-           "LogSoftmax", "MSELoss", "L1Loss", "SmoothL1Loss", "HuberLoss", "BCEWithLogitsLoss",
-           "NLLLoss", "CrossEntropyLoss", "PoissonNLLLoss", "GaussianNLLLoss"]
+__all__ = ["functional", "init", "parameter", "Module", "Parameter", "Buffer",
+           "Identity", "Linear", "Flatten", "Unflatten", "Sequential", "ModuleList", "ModuleDict",
+           "ParameterList", "ParameterDict", "ReLU", "LeakyReLU", "ELU", "Sigmoid", "Tanh",
+           "Softplus", "SiLU", "GELU", "Softmax", "LogSoftmax", "MSELoss", "L1Loss",
+           "SmoothL1Loss", "HuberLoss", "BCEWithLogitsLoss", "NLLLoss", "CrossEntropyLoss",
+           "PoissonNLLLoss", "GaussianNLLLoss", "Dropout", "LayerNorm", "BatchNorm1d",
+           "Embedding"]

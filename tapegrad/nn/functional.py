@@ -10,6 +10,7 @@ import numpy as np
 
 from .. import dtypes as D
 from ..dtypes import is_grad_enabled, no_grad
+from ..tape import TAPE
 
 
 # ---- reductions of losses ----
@@ -549,7 +550,174 @@ def gaussian_nll_loss(input, target, var, full=False, eps=1e-6, reduction="mean"
     return _reduce(loss, reduction)
 
 
+# ---- dropout, normalization, embedding ----
+def dropout(input, p=0.5, training=True, inplace=False):
+    """Zero each element with probability p and scale the rest by 1 / (1 - p) (training only;
+    otherwise input itself is returned). The mask is drawn from tapegrad's generator in
+    Python, so under tapegrad.compile a step that draws one is never replayed: it runs
+    eagerly at every call (a fresh mask each time) and explain() says why."""
+    from ..random import _rng
+    from ..tensor import tensor
+    if p < 0.0 or p > 1.0:
+        raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+    if p == 0 or not training or input.numel() == 0:
+        return input
+    if not input.dtype.is_floating_point:
+        raise RuntimeError(f"result type Float can't be cast to the desired output type "
+                           f"{_SCALAR[input.dtype.name]}")
+    if p == 1:
+        noise = tensor(0.0, dtype=input.dtype)
+    else:
+        if TAPE.rec is not None:
+            TAPE.rec.python_write("dropout's random mask (a replay would reuse it)")
+        keep = _rng().random(tuple(input.shape)) < 1 - p
+        dt = input.dtype.np
+        noise = tensor(keep.astype(dt) / dt.type(1 - p), dtype=input.dtype)
+    return input.mul_(noise) if inplace else input * noise
+
+
+def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
+    """(x - mean) / sqrt(var + eps) * weight + bias, the mean and (biased) variance taken over
+    the trailing dimensions normalized_shape."""
+    if isinstance(normalized_shape, int):
+        raise TypeError("layer_norm(): argument 'normalized_shape' (position 2) must be tuple "
+                        "of ints, not int")
+    shape = [int(s) for s in normalized_shape]
+    k = len(shape)
+    if k < 1:
+        raise RuntimeError(f"Expected normalized_shape to be at least 1-dimensional, i.e., "
+                           f"containing at least one element, but got normalized_shape = "
+                           f"{shape}")
+    for name, t in (("weight", weight), ("bias", bias)):
+        if t is not None and list(t.shape) != shape:
+            raise RuntimeError(f"Expected {name} to be of same shape as normalized_shape, but "
+                               f"got {name} of shape {list(t.shape)} and normalized_shape = "
+                               f"{shape}")
+    if input.dim() < k or list(input.shape[-k:]) != shape:
+        raise RuntimeError(f"Given normalized_shape={shape}, expected input with shape "
+                           f"[*, {', '.join(map(str, shape))}], but got input of size"
+                           f"{list(input.shape)}")
+    lead = tuple(input.shape[:-k])
+    x = input.reshape(lead + (math.prod(shape),))
+    d = x - x.mean(-1, keepdim=True)
+    y = (d * ((d * d).mean(-1, keepdim=True) + eps).rsqrt()).reshape(input.shape)
+    if weight is not None:
+        y = y * weight
+    return y if bias is None else y + bias
+
+
+def _verify_batch_size(size):
+    size_prods = size[0]
+    for i in range(len(size) - 2):
+        size_prods *= size[i + 2]
+    if size_prods == 1:
+        raise ValueError(f"Expected more than 1 value per channel when training, got input "
+                         f"size {size}")
+
+
+def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False,
+               momentum=0.1, eps=1e-5):
+    """Normalize each channel (dim 1) over the batch and any further dims: with the batch's
+    mean and biased variance in training, updating running_mean / running_var (unbiased) in
+    place by momentum when given; with the running statistics otherwise."""
+    if training:
+        _verify_batch_size(input.size())
+    if training and eps <= 0.0:
+        raise ValueError(f"batch_norm eps must be positive during training, but got {eps}")
+    elif eps < 0.0:
+        raise ValueError(f"batch_norm eps must be non-negative, but got {eps}")
+    if momentum is None:
+        raise TypeError("batch_norm(): argument 'momentum' (position 7) must be float, not "
+                        "NoneType")
+    c = input.shape[1] if input.dim() > 1 else 0
+    for name, t in (("running_mean", running_mean), ("running_var", running_var)):
+        if t is not None and t.numel() != c:
+            raise RuntimeError(f"{name} should contain {c} elements not {t.numel()}")
+        if t is None and not training:
+            raise RuntimeError(f"{name} must be defined in evaluation mode")
+    for name, t in (("weight", weight), ("bias", bias)):
+        if t is not None and t.numel() != c:
+            raise RuntimeError(f"{name} should contain {c} elements not {t.numel()}")
+    dims = (0,) + tuple(range(2, input.dim()))
+    shape = (1, c) + (1,) * (input.dim() - 2)
+    if training:
+        n = input.numel() // c
+        mean = input.mean(dims, keepdim=True)
+        d = input - mean
+        var_sum = (d * d).sum(dims, keepdim=True)
+        y = d * (var_sum / n + eps).rsqrt()
+        with no_grad():
+            if running_mean is not None:
+                mean = mean.detach().reshape(running_mean.shape)
+                running_mean.copy_(momentum * mean + (1 - momentum) * running_mean)
+            if running_var is not None:
+                unbiased = (var_sum.detach() / (n - 1)).reshape(running_var.shape)
+                running_var.copy_(momentum * unbiased + (1 - momentum) * running_var)
+    else:
+        y = (input - running_mean.reshape(shape)) * (running_var.reshape(shape) + eps).rsqrt()
+    if weight is not None:
+        y = y * weight.reshape(shape)
+    return y if bias is None else y + bias.reshape(shape)
+
+
+def _embedding_renorm_(weight, indices, max_norm, norm_type):
+    """Rescale (in place) the rows of weight that indices use whose norm exceeds max_norm to
+    max_norm / (norm + 1e-7), as torch: decided in Python from the values, so a compiled step
+    that does it runs eagerly."""
+    if TAPE.rec is not None:
+        TAPE.rec.python_write("embedding's max_norm renormalization")
+    rows = np.unique(np.asarray(indices._value()).reshape(-1))
+    w = np.asarray(weight.detach().numpy(), np.float64)[rows]
+    a = np.abs(w)
+    norms = a.max(1) if norm_type == math.inf else (a ** norm_type).sum(1) ** (1 / norm_type)
+    big = norms > max_norm
+    if big.any():
+        from ..tensor import tensor
+        scale = (max_norm / (norms[big] + 1e-7)).astype(weight.dtype.np)[:, None]
+        with no_grad():
+            idx = tensor(rows[big])
+            weight[idx] = weight[idx] * tensor(scale)
+
+
+def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0,
+              scale_grad_by_freq=False, sparse=False):
+    """The rows of weight (num_embeddings, embedding_dim) that input's indices select; the row
+    padding_idx gets no gradient; max_norm renormalizes the rows used, in place."""
+    from ..tensor import where
+    if padding_idx is not None:
+        if padding_idx > 0:
+            if padding_idx >= weight.size(0):
+                raise AssertionError("Padding_idx must be within num_embeddings")
+        elif padding_idx < 0:
+            if padding_idx < -weight.size(0):
+                raise AssertionError("Padding_idx must be within num_embeddings")
+            padding_idx = weight.size(0) + padding_idx
+    else:
+        padding_idx = -1
+    if scale_grad_by_freq or sparse:
+        raise NotImplementedError("tapegrad's embedding supports neither scale_grad_by_freq "
+                                  "nor sparse gradients")
+    if input.dtype not in (D.int64, D.int32):
+        raise RuntimeError(f"Expected tensor for argument #1 'indices' to have one of the "
+                           f"following scalar types: Long, Int; but got {input.type()} instead "
+                           f"(while checking arguments for embedding)")
+    if weight.dim() != 2:
+        raise RuntimeError("'weight' must be 2-D")
+    idx = np.asarray(input._value())
+    if idx.size and (idx.min() < 0 or idx.max() >= weight.shape[0]):
+        raise IndexError("index out of range in self")
+    if max_norm is not None:
+        _embedding_renorm_(weight, input, max_norm, norm_type)
+    out = weight[input]
+    pad = idx == padding_idx
+    if padding_idx >= 0 and out.requires_grad and pad.any():
+        from ..tensor import tensor
+        out = where(tensor(pad[..., None]), out.detach(), out)
+    return out
+
+
 __all__ = ["linear", "relu", "relu_", "leaky_relu", "leaky_relu_", "elu", "elu_", "sigmoid",
            "tanh", "softplus", "silu", "gelu", "softmax", "log_softmax", "logsumexp",
            "binary_cross_entropy_with_logits", "mse_loss", "l1_loss", "smooth_l1_loss",
-           "huber_loss", "nll_loss", "cross_entropy", "poisson_nll_loss", "gaussian_nll_loss"]
+           "huber_loss", "nll_loss", "cross_entropy", "poisson_nll_loss", "gaussian_nll_loss",
+           "dropout", "layer_norm", "batch_norm", "embedding"]
