@@ -901,3 +901,140 @@ def test_containers_match_torch():
         mods = [build(L) for L in (tg, torch)]
         assert repr(mods[0]) == repr(mods[1])
         assert list(mods[0].state_dict()) == list(mods[1].state_dict())
+
+
+# ---- nn.utils ----
+def _np_total_norm(grads, p):
+    """torch's: the norm of the vector of the gradients' norms (for p = 0, the number of
+    gradients that are not all zero; for the others, the norm of all elements together)."""
+    def norm(v):
+        a = np.abs(v.reshape(-1))
+        if p == math.inf:
+            return a.max()
+        if p == -math.inf:
+            return a.min()
+        if p == 0:
+            return float(np.count_nonzero(a))
+        return (a ** p).sum() ** (1 / p)
+    return norm(np.array([norm(g) for g in grads]))
+
+
+def _with_grads(grads, dtype=tg.float64):
+    params = []
+    for g in grads:
+        p = nn.Parameter(tg.zeros(*g.shape, dtype=dtype))
+        p.grad = tg.tensor(g, dtype=dtype)
+        params.append(p)
+    return params
+
+
+GRADS = [RNG.normal(size=(3, 4)), RNG.normal(size=5) * 3, np.array([0.0, 2.0])]
+
+
+@pytest.mark.parametrize("norm_type", [2.0, 1, math.inf, 3.5, -math.inf, 0])
+@pytest.mark.parametrize("max_norm", [0.5, 1e6])
+def test_clip_grad_norm_scales_by_the_total_norm(norm_type, max_norm):
+    params = _with_grads(GRADS) + [nn.Parameter(tg.zeros(2))]          # one without a grad
+    total = nn.utils.clip_grad_norm_(params, max_norm, norm_type=norm_type)
+    expected = _np_total_norm(GRADS, norm_type)
+    assert isinstance(total, tg.Tensor) and total.shape == ()
+    np.testing.assert_allclose(total.item(), expected, rtol=1e-12)
+    coef = min(max_norm / (expected + 1e-6), 1.0)
+    for p, g in zip(params, GRADS):
+        np.testing.assert_allclose(p.grad.numpy(), g * coef, rtol=1e-12)
+    assert params[-1].grad is None
+    p32 = _with_grads(GRADS, tg.float32)
+    total32 = nn.utils.clip_grad_norm_(p32, max_norm, norm_type)
+    assert total32.dtype is tg.float32
+    np.testing.assert_allclose(total32.item(), expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize("norm_type", [2.0, 1.0, math.inf, 3.5, 0, -math.inf])
+def test_clip_grad_norm_matches_torch(norm_type):
+    torch = pytest.importorskip("torch")
+    res = []
+    for L in (tg, torch):
+        model = L.nn.Linear(4, 3).double()
+        with L.no_grad():
+            model.weight.copy_(L.tensor(RNG.normal(size=(3, 4)) if L is tg else res[0][0]))
+            model.bias.fill_(0.5)
+        model(L.tensor(np.arange(8.0).reshape(2, 4))).pow(2).sum().backward()
+        total = L.nn.utils.clip_grad_norm_(model.parameters(), 1.0, norm_type)
+        res.append([_np(model.weight), total.item(), model.weight.grad.numpy(),
+                    model.bias.grad.numpy()])
+    for a, b in zip(res[0][1:], res[1][1:]):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
+
+
+def test_clip_grad_norm_edge_cases_and_errors():
+    assert nn.utils.clip_grad_norm_([nn.Parameter(tg.ones(2))], 1.0).item() == 0.0
+    with pytest.warns(UserWarning, match="empty generator"):
+        nn.utils.clip_grad_norm_((p for p in []), 1.0)
+    t = _with_grads([np.array([3.0, 4.0])])[0]
+    assert nn.utils.clip_grad_norm_(t, 1.0).item() == 5.0       # a single tensor
+    bad = _with_grads([np.array([1.0, np.inf])])
+    with pytest.raises(RuntimeError, match=r"^The total norm of order 2.0 for gradients from "
+                       r"`parameters` is non-finite, so it cannot be clipped. To disable this "
+                       r"error and scale the gradients by the non-finite norm anyway, set "
+                       r"`error_if_nonfinite=False`$"):
+        nn.utils.clip_grad_norm_(bad, 1.0, error_if_nonfinite=True)
+    assert math.isinf(nn.utils.clip_grad_norm_(bad, 1.0).item())      # scaled anyway
+    with pytest.warns(FutureWarning, match="clip_grad_norm_"):
+        nn.utils.clip_grad_norm(_with_grads(GRADS), 1.0)
+
+
+def test_clip_grad_value():
+    params = _with_grads(GRADS)
+    assert nn.utils.clip_grad_value_(params, 0.7) is None
+    for p, g in zip(params, GRADS):
+        np.testing.assert_array_equal(p.grad.numpy(), np.clip(g, -0.7, 0.7))
+    one = _with_grads([np.array([-3.0, 0.2])])[0]
+    nn.utils.clip_grad_value_(one, 1)
+    np.testing.assert_array_equal(one.grad.numpy(), [-1.0, 0.2])
+
+
+def test_parameters_to_vector_and_back():
+    model = nn.Sequential(nn.Linear(3, 2), nn.Linear(2, 1)).double()
+    vec = nn.utils.parameters_to_vector(model.parameters())
+    assert vec.shape == (11,) and vec.requires_grad
+    np.testing.assert_array_equal(_np(vec), np.concatenate(
+        [_np(p).reshape(-1) for p in model.parameters()]))
+    (vec * tg.arange(11.0, dtype=tg.float64)).sum().backward()          # differentiable
+    np.testing.assert_array_equal(model[0].weight.grad.numpy(), np.arange(6.0).reshape(2, 3))
+    new = tg.arange(11.0, dtype=tg.float64)
+    nn.utils.vector_to_parameters(new, model.parameters())
+    np.testing.assert_array_equal(_np(model[1].weight), [[8.0, 9.0]])
+    np.testing.assert_array_equal(_np(model[1].bias), [10.0])
+    assert isinstance(model[1].weight, nn.Parameter)
+    with pytest.raises(TypeError, match="^expected torch.Tensor, but got: list$"):
+        nn.utils.vector_to_parameters([1.0], model.parameters())
+
+
+def test_utils_import_forms_and_compiled_clipping():
+    """`torch.nn.utils.x` and `from torch.nn.utils import x`; clipping inside a compiled step
+    is tape records, so it replays and equals eager."""
+    from tapegrad.nn.utils import clip_grad_norm_, clip_grad_value_
+    assert clip_grad_norm_ is tg.nn.utils.clip_grad_norm_
+    assert clip_grad_value_ is tg.nn.utils.clip_grad.clip_grad_value_
+    gc.collect()
+    x, y = tg.tensor(RNG.normal(size=(16, 3))), tg.tensor(RNG.normal(size=(16, 1)))
+    runs = []
+    for compiled in (False, True):
+        tg.manual_seed(4)
+        model = nn.Sequential(nn.Linear(3, 8), nn.Tanh(), nn.Linear(8, 1)).double()
+        opt = tg.optim.SGD(model.parameters(), lr=0.3)
+
+        def step(x, y):
+            opt.zero_grad()
+            loss = F.mse_loss(model(x), y)
+            loss.backward()
+            norm = clip_grad_norm_(model.parameters(), 0.1)
+            clip_grad_value_(model.parameters(), 0.05)
+            opt.step()
+            return loss, norm
+        fn = tg.compile(step) if compiled else step
+        runs.append(([[v.item() for v in fn(x, y)] for _ in range(6)],
+                     [_np(p) for p in model.parameters()], fn))
+    assert runs[0][0] == runs[1][0] and runs[1][2].paths, runs[1][2].explain()
+    for a, b in zip(runs[0][1], runs[1][1]):
+        np.testing.assert_array_equal(a, b)
