@@ -1606,6 +1606,9 @@ class Tensor:
                                f"{len(self._shape)}D")
         if len(self._shape) < 2:
             return _alias(self, self._shape, "TBackward0")     # a view, as in PyTorch
+        if self._slot >= 0:         # transpose(0, 1) without its checks (nn.Linear's path)
+            rows, cols = self._shape
+            return _strided(self, (cols, rows), (1, cols), 0, "TBackward0")
         r = self.transpose(0, 1)
         if r._fn is not None:
             r._fn = "TBackward0"
