@@ -956,7 +956,7 @@ class Tensor:
 
     @property
     def grad_fn(self):
-        return None if self._fn is None else _grad_fn(self._fn)
+        return None if self._fn is None else _grad_fn(self._fn, self._rec, self._epoch)
 
     @property
     def grad(self):
@@ -2153,14 +2153,11 @@ class _GradFn:
         return f"<{type(self).__name__} object at {hex(id(self))}>"
 
 
-_GRAD_FN_CLASSES = {}
-
-
-def _grad_fn(name):
-    cls = _GRAD_FN_CLASSES.get(name)
-    if cls is None:
-        cls = _GRAD_FN_CLASSES[name] = type(name, (_GradFn,), {})
-    return cls()
+def _grad_fn(name, rec=-1, epoch=-1):
+    """The node of record rec: one object per record and name, with next_functions
+    (tapegrad.autograd.graph)."""
+    from .autograd.graph import node
+    return node(name, rec, epoch)
 
 
 class _Retained:

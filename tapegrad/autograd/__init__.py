@@ -1,10 +1,12 @@
 """torch.autograd: backward, grad, Variable, gradcheck."""
+import weakref
+
 import numpy as np
 
 from .. import dtypes as D
 from ..tape import TAPE
-from ..tensor import Tensor, _make
-from . import function
+from ..tensor import Tensor, _make, _Retained
+from . import function, graph
 from .function import Function, FunctionCtx, once_differentiable
 
 
@@ -39,14 +41,22 @@ def _run(t, gradient, retain_graph, grad_of=None, retain=None):
 
 
 def _backward(t, gradient=None, retain_graph=None, create_graph=False, inputs=None):
-    if create_graph:
-        raise NotImplementedError("backward(create_graph=True): higher-order gradients are not "
-                                  "supported yet")
+    if retain_graph is None:
+        retain_graph = create_graph
     if inputs is not None:
         inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
-        for x, g in zip(inputs, grad(t, inputs, gradient, retain_graph, allow_unused=True)):
+        if not inputs:
+            raise RuntimeError("'inputs' argument to backward() cannot be empty.")
+        gs = grad(t, inputs, gradient, retain_graph, create_graph, allow_unused=True)
+        for x, g in zip(inputs, gs):
             if g is not None:
-                x.grad = g if x._grad is None else x._grad.add_(g)
+                if create_graph:
+                    x.grad = g if x._grad is None else x._grad + g
+                else:
+                    x.grad = g if x._grad is None else x._grad.add_(g)
+        return
+    if create_graph:
+        _accumulate(graph.reverse(t, gradient, retain_graph))
         return
     new, retained = _run(t, gradient, retain_graph)
     for s in new:
@@ -66,6 +76,35 @@ def _backward(t, gradient=None, retain_graph=None, create_graph=False, inputs=No
             x._grad = r.grad
 
 
+def _accumulate(found):
+    """backward(create_graph=True): each leaf's (and retained tensor's) gradient, a tensor with
+    a grad_fn, added out of place to its .grad, as torch's AccumulateGrad does in grad mode."""
+    for s, g in found.items():
+        owner = TAPE.owners.get(s)
+        x = owner() if owner is not None else None
+        if x is None:
+            continue
+        g = graph.shaped(g, x._shape)
+        new = g if x._grad is None else x._grad + g
+        if isinstance(owner, _Retained):
+            if owner.grad is not new and not getattr(owner, "_finalized", False):
+                # the retained slot's .grad now carries a graph that names the slot: drop it
+                # when x goes, or the tape would keep both alive
+                weakref.finalize(x, _forget_retained, owner, s)
+                owner._finalized = True
+            x._grad = owner.grad = new
+            TAPE.set_grad_of(s, new._slot)
+        else:
+            x.grad = new
+
+
+def _forget_retained(owner, s):
+    if TAPE.owners.get(s) is owner:
+        owner.grad = None
+        TAPE.retain[s] = 0
+        TAPE.set_grad_of(s, -1)
+
+
 def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, inputs=None):
     tensors = [tensors] if isinstance(tensors, Tensor) else list(tensors)
     grads = grad_tensors if isinstance(grad_tensors, (list, tuple)) else [grad_tensors] * len(
@@ -77,9 +116,10 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, 
 
 def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False,
          allow_unused=None, materialize_grads=False):
-    """Gradients of outputs with respect to inputs, returned (leaves' .grad are not touched)."""
-    if create_graph:
-        raise NotImplementedError("autograd.grad(create_graph=True) is not supported yet")
+    """Gradients of outputs with respect to inputs, returned (leaves' .grad are not touched).
+    With create_graph=True the gradients are differentiable tensors (graph.reverse)."""
+    if retain_graph is None:
+        retain_graph = create_graph
     single = isinstance(inputs, Tensor)
     inputs = [inputs] if single else list(inputs)
     outputs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
@@ -105,12 +145,16 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
                 grad_of[x._slot] = buf._slot
                 held[x._slot] = buf
         keep = retain_graph if k == len(outputs) - 1 else True
-        new, retained = _run(out, g, keep, grad_of, retain)
-        found = [(s, _make(TAPE.take_grad(s), (int(TAPE.size[s]),), TAPE_dt(s))) for s in new]
-        found += [(s, buf) for s, buf in held.items() if s in retained]
+        if create_graph:
+            found = list(graph.reverse(out, g, keep, retain, grad_of).items())
+        else:
+            new, retained = _run(out, g, keep, grad_of, retain)
+            found = [(s, _make(TAPE.take_grad(s), (int(TAPE.size[s]),), TAPE_dt(s)))
+                     for s in new]
+            found += [(s, buf) for s, buf in held.items() if s in retained]
         for s, gt in found:
             for i in pos.get(s, ()):
-                gi = gt.reshape(inputs[i]._shape)
+                gi = graph.shaped(gt, inputs[i]._shape)
                 acc[i] = gi if acc[i] is None else acc[i] + gi
     for i, x in enumerate(inputs):
         if acc[i] is None:

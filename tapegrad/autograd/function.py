@@ -178,7 +178,11 @@ def _connect(cls, ctx, args, needs, out):
     info = [None if not isinstance(o, Tensor) else (-1, o._shape, o._dt) for o in outs]
     for k, s, o in made:
         info[k] = (s, o._shape, o._dt)
-    TAPE.hosts.append(_Node(cls, ctx, args, needs, info))
+    node = _Node(cls, ctx, args, needs, info)
+    # outputs saved for backward: a differentiated backward (create_graph) reads them as the
+    # outputs (their grad_fn this record), as torch unpacks a saved output
+    node.saved_outputs = {id(o): s for _, s, o in made}
+    TAPE.hosts.append(node)
     if TAPE.rec is not None:
         TAPE.rec.hosted = True
     return outs[0] if single else tuple(outs)
