@@ -118,6 +118,7 @@ class BoolTensor(_TypedTensor):
 
 
 from . import autograd, nn, optim  # noqa: E402  (they import the names above)
+from . import func  # noqa: E402
 from .serialization import load, save  # noqa: E402
 
 

@@ -236,3 +236,6 @@ def zero_grads(params, set_to_none=True):
                 else:
                     p.grad.requires_grad_(False)
                 p.grad.zero_()
+
+
+from . import functional  # noqa: E402  (it imports grad from here)
