@@ -29,7 +29,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from . import threads
-from .fuse import BLOCK, externs, members, products, row_vectors
+from .fuse import BLOCK, PARALLEL_MIN, externs, members, products, row_vectors
 from .interpret import (OP_CAST, P_ACC, P_ADDG, P_AFFINE_BWD, P_AFFINE_FWD, P_BWD, P_CMP,
                         P_COPY, P_FWD, P_SEED, P_SEEDSLOT, P_TAKE, P_VALUE, P_ZERO, sources_stamp)
 from .kernels import ENTRY_OPTIONS, LINE, SMALL_MATMUL
@@ -366,13 +366,17 @@ class _Writer:
                                                      im).items() if v is not None}
         self.rows_of = {v: int(self.size[v]) for v in self.rowvec.values()}
         self.fused = True
-        self.parallel = not self.serial
+        # a small pass (a minibatch) runs on the calling thread whatever the count: handing
+        # its blocks to a second thread costs more than they take (a 256 x 32 batch took
+        # milliseconds a step on two busy cores, against microseconds on one)
+        serial = self.serial or n * max(k, 1) < PARALLEL_MIN
+        self.parallel = self.parallel or not serial
         for r in side:                  # records of operands from outside (W.t(), y[idx])
             self.forward(r)
         # the blocks are split into one run per thread (prange); each run sums its loss and
         # its gradient on its own, and the runs are added in order. With one thread the loss
         # sums in the interpreter's order (the gradient sums per block).
-        if self.serial:
+        if serial:
             self.emit("nth = 1")
         else:
             self.arrays.add("TH")       # tapegrad.set_num_threads (an array: Numba's own
@@ -434,7 +438,7 @@ class _Writer:
                                      for name, w in self.local.values()]
         self.region, self.local = set(), {}
         self.depth -= 1
-        if not self.serial:             # the runs: a function of their own (see blocks)
+        if not serial:                  # the runs: a function of their own (see blocks)
             cut = len("    " * (self.depth + 1))
             self.pending.append(([ln[cut:] for ln in self.lines[for_at + 1:]], d))
             self.lines[for_at:] = []

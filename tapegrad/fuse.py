@@ -250,6 +250,7 @@ BLOCK = 4096        # elements of A per block of rows (16 KB in float32), the un
                     # threads; with several columns the block is still in the L1 cache when it
                     # is read the second time, for the gradient. On the 10,000 x 100 step 4096
                     # was 9% faster than 16384 and 2048 (one thread, blocks of rows).
+PARALLEL_MIN = 1 << 17     # elements of A from which a fused pass is split over threads
 
 
 def affine_loss(rows, descs, R, M, size, dt, alloc):

@@ -228,6 +228,20 @@ def _broadcast(sa, sb, name):
     """Output shape and metadata index (-1: elementwise or size-1 operands) of a broadcast."""
     if sa == sb:
         return sa, -1
+    got = _BROADCASTS.get((sa, sb))
+    if got is None:
+        got = _broadcast_of(sa, sb, name)
+        if len(_BROADCASTS) > 4096:
+            _BROADCASTS.clear()
+        _BROADCASTS[(sa, sb)] = got
+    out, meta = got
+    return out, -1 if meta is None else TAPE.add_meta(meta)
+
+
+_BROADCASTS = {}    # (shape a, shape b) -> (out shape, metadata or None): a loop's ops repeat
+
+
+def _broadcast_of(sa, sb, name):
     nd = max(len(sa), len(sb))
     pa = (1,) * (nd - len(sa)) + tuple(sa)
     pb = (1,) * (nd - len(sb)) + tuple(sb)
@@ -245,11 +259,11 @@ def _broadcast(sa, sb, name):
     out = tuple(out)
     n, na, nb = _prod(out), _prod(sa), _prod(sb)
     if (na == n or na == 1) and (nb == n or nb == 1):
-        return out, -1
+        return out, None
     ca, cb = _contiguous_strides(pa), _contiguous_strides(pb)
     sta = [ca[i] if pa[i] == out[i] else 0 for i in range(nd)]
     stb = [cb[i] if pb[i] == out[i] else 0 for i in range(nd)]
-    return out, TAPE.add_meta([nd, *out, *sta, *stb])
+    return out, (nd, *out, *sta, *stb)
 
 
 def _binary_saves(op, ga, gb):
