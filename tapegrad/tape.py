@@ -193,6 +193,27 @@ class Tape:
         self.meta.extend(values)
         return i
 
+    def add_meta_array(self, head, values):
+        """add_meta(head + values) for an int64 array of values (an index's rows), written
+        into M without a list."""
+        self._sync_meta()
+        i, n = self.nmeta, len(head) + values.size
+        if i + n > len(self.M):
+            self.M = _grown(self.M, i + n)
+        self.M[i:i + len(head)] = head
+        self.M[i + len(head):i + n] = values
+        self.nmeta = i + n
+        return i
+
+    def _sync_meta(self):
+        if self.meta:
+            m0, m1 = self.nmeta, self.nmeta + len(self.meta)
+            if m1 > len(self.M):
+                self.M = _grown(self.M, m1)
+            self.M[m0:m1] = self.meta
+            self.meta.clear()
+            self.nmeta = m1
+
     def record(self, op, a, b, out, shape, aux=-1, flags=0, va=0, vb=0):
         self.rows.extend((op, a, b, out, aux, flags, va, vb))
         self.shapes.append(shape)
@@ -213,12 +234,7 @@ class Tape:
             self.rows.clear()
             self.synced = n1
         if self.meta:
-            m0, m1 = self.nmeta, self.nmeta + len(self.meta)
-            if m1 > len(self.M):
-                self.M = _grown(self.M, m1)
-            self.M[m0:m1] = self.meta
-            self.meta.clear()
-            self.nmeta = m1
+            self._sync_meta()
         for dt in (0, 1):
             c = self.consts[dt]
             if c:

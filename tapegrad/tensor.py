@@ -533,11 +533,16 @@ def _rows(x, idx):
     n0 = x._shape[0] if x._shape else 0
     if idx.dtype == np.bool_:
         return None
-    if idx.size and (idx.max() >= n0 or idx.min() < -n0):
-        bad = int(idx.max()) if idx.max() >= n0 else int(idx.min())
-        raise IndexError(f"index {bad} is out of bounds for dimension 0 with size {n0}")
+    flat = idx.reshape(-1).astype(np.int64, copy=False)
+    if flat.size:
+        hi, lo = flat.max(), flat.min()
+        if hi >= n0 or lo < -n0:
+            bad = int(hi) if hi >= n0 else int(lo)
+            raise IndexError(f"index {bad} is out of bounds for dimension 0 with size {n0}")
+        if lo < 0:
+            flat = flat % n0
     inner = _prod(x._shape[1:])
-    aux = TAPE.add_meta([idx.size, inner, *((idx.reshape(-1) % max(n0, 1)) * inner).tolist()])
+    aux = TAPE.add_meta_array([idx.size, inner], flat * inner if inner != 1 else flat)
     rg = x._rg and _Mode.enabled
     return _record(OP_INDEX, x._slot, NONE, tuple(idx.shape) + x._shape[1:], x._dt, rg,
                    "IndexBackward0", aux, 0, rg)
