@@ -119,6 +119,11 @@ class BoolTensor(_TypedTensor):
 
 from . import autograd, nn, optim  # noqa: E402  (they import the names above)
 from . import func  # noqa: E402
+from . import linalg  # noqa: E402
+from .linalg import functions as _linalg  # noqa: E402  (also adds Tensor.det, .inverse, ...)
+inverse, det, slogdet, logdet, pinverse, cholesky_solve, cholesky = (
+    _linalg.TOP_LEVEL[_n] for _n in ("inverse", "det", "slogdet", "logdet", "pinverse",
+                                     "cholesky_solve", "cholesky"))
 from .serialization import load, save  # noqa: E402
 
 

@@ -94,8 +94,8 @@ def vjp(func, *primals, has_aux=False):
         cts = (cotangents,) + rest if rest else (
             (cotangents,) if isinstance(cotangents, Tensor) else tuple(cotangents))
         if len(cts) != len(outs):
-            raise RuntimeError(f"Expected pytree structure of cotangents to be the same as "
-                               f"pytree structure of outputs to the function")
+            raise RuntimeError("Expected pytree structure of cotangents to be the same as "
+                               "pytree structure of outputs to the function")
         with D.enable_grad():
             gs = _F._grads(outs, xs, cts, True, False, "vjp")
         return tuple(g if nested else g.detach() for g in gs)

@@ -29,9 +29,10 @@ from .kernels import (ENTRY_OPTIONS, binary_flat_bwd, binary_flat_fwd, binary_lo
                       index_bwd, index_fwd, inline, jit, matmul_bwd, matmul_fwd, reduce_bwd,
                       reduce_fwd, rule, setstrided_bwd, setstrided_fwd, strided_bwd, strided_fwd,
                       unary_loop_bwd, unary_loop_fwd)
+from .linalg.kernels import linalg_fwd
 from .ops import (DIFF, FREED, GA, GB, LAST_BINARY, LAST_REDUCE, LAST_UNARY, OP_CAST, OP_COPY,
-                  OP_FILL, OP_HOST, OP_INDEX, OP_MATMUL, OP_SETSTRIDED, OP_STRIDED, SAVE_A,
-                  SAVE_B, SAVE_OUT)
+                  OP_FILL, OP_HOST, OP_INDEX, OP_LINALG, OP_MATMUL, OP_SETSTRIDED, OP_STRIDED,
+                  SAVE_A, SAVE_B, SAVE_OUT)
 
 OK, GRAPH_FREED, VERSION_CHANGED = 0, 1, 2
 FREE, CHECK = 1, 2      # reverse_schedule modes: free the graph (no retain_graph), check versions
@@ -106,6 +107,11 @@ def forward_record(op, a, b, out, aux, M, F, C, off, size):
         copy_fwd(A, O)
     elif op == OP_FILL:
         fill_fwd(O, C[aux])
+    elif op == OP_LINALG:               # b: a second matrix, or immediates (never its grad)
+        if b >= 0:
+            linalg_fwd(A, view(F, C, off, size, b), C, -1, O, M, aux)
+        else:
+            linalg_fwd(A, A, C, -b - 1, O, M, aux)
 
 
 @inline
@@ -600,7 +606,7 @@ def run_reverse(R, start, seed, M, vid, leaf, retain, grad_of, ver, needs, mode,
     return status, bad, n_freed, reached
 
 
-def sources_stamp(names=("kernels.py", "interpret.py", "ops.py")):
+def sources_stamp(names=("kernels.py", "interpret.py", "ops.py", "linalg/kernels.py")):
     """A hash of these files of the package (the sources compiled code is made of)."""
     h = hashlib.sha256()
     here = os.path.dirname(__file__)

@@ -16,7 +16,7 @@ import numpy as np
  OP_SUM, OP_MEAN, OP_NORM, OP_MAX, OP_MIN,
  OP_MATMUL,
  OP_STRIDED, OP_SETSTRIDED, OP_INDEX, OP_COPY, OP_CAST, OP_FILL,
- OP_HOST) = range(44)
+ OP_HOST, OP_LINALG) = range(45)
 
 FIRST_UNARY, LAST_UNARY = OP_NEG, OP_CLAMP
 FIRST_BINARY, LAST_BINARY = OP_ADD, OP_MINIMUM
@@ -69,7 +69,7 @@ class OpDef(NamedTuple):
     code: int
     name: str            # the PyTorch function name
     kind: str            # 'unary' | 'binary' | 'reduce' | 'matmul' | 'shape' | 'source' |
-                         # 'host'
+                         # 'host' | 'linalg'
     grad_fn: str         # PyTorch's grad_fn class name for results of this op
     saves: int           # SAVE_* bits: what backward reads
     ref: Optional[Callable] = None   # NumPy reference (tests)
@@ -136,6 +136,12 @@ OPS = (
     # pass stops at it to call that backward. M[aux:] = [node id, n inputs, n outputs,
     # input slots..., output slots...]; a, b are NONE and out is the first output ----
     OpDef(OP_HOST, "host", "host", "", 0),
+    # ---- a factorization or solve of a batch of matrices (tapegrad.linalg): M[aux:] = [kind,
+    # batch, rows, columns, q, flags, offsets of a's matrices, offsets of b's]; b is a's slot,
+    # a second matrix, or immediates. Its output packs the results (and status elements); the
+    # record is never differentiable: tapegrad.linalg's autograd.Functions differentiate it
+    # with tensor ops. Named after the torch function the op-table tests call on it ----
+    OpDef(OP_LINALG, "pinverse", "linalg", "", 0, lambda x: np.linalg.pinv(x)),
 )
 
 assert [op.code for op in OPS] == list(range(len(OPS))), "OPS must be ordered by opcode"

@@ -19,6 +19,8 @@ SHAPE_OPS = {
              [(3, 2)]),
     "fill": (lambda x: x * x.detach().clone().fill_(2.5), lambda x: x * 2.5, [(3, 2)]),
     "host": (lambda x, y: _XSinY.apply(x, y), lambda x, y: x * np.sin(y), [(3, 2), (2,)]),
+    # OP_LINALG (tapegrad.linalg), named after torch.pinverse: its op-table row
+    "pinverse": (lambda x: tg.pinverse(x), np.linalg.pinv, [(3, 2)]),
 }
 
 

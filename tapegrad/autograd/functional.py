@@ -43,8 +43,8 @@ def _grads(outs, ins, gouts, create_graph, strict, fn, retain=True):
     outs_rg = [(o, g) for o, g in zip(outs, gouts) if o.requires_grad]
     if not outs_rg:
         if strict:
-            raise RuntimeError(f"The output of the user-provided function is independent of "
-                               f"input 0. This is not allowed in strict mode.")
+            raise RuntimeError("The output of the user-provided function is independent of "
+                               "input 0. This is not allowed in strict mode.")
         return tuple(_zeros_like(x) for x in ins)
     gs = grad([o for o, _ in outs_rg], ins, [g for _, g in outs_rg], retain_graph=retain,
               create_graph=create_graph, allow_unused=True)
