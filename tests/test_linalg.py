@@ -571,3 +571,19 @@ def test_bounds_of_empty_and_one_by_one():
     assert tg.linalg.eigh(one).eigenvalues.item() == 4.0
     assert tg.linalg.svd(one).S.item() == 4.0
     assert tg.linalg.det(tg.zeros(0, 0, dtype=tg.float64)).item() == 1.0
+
+
+def test_ex_variants_report_info_without_raising():
+    A = tg.ones(2, 3, 3, dtype=tg.float64, requires_grad=True)
+    inv, info = tg.linalg.inv_ex(A)
+    assert info.tolist() == [2, 2] and info.dtype is tg.int32
+    L, info = tg.linalg.cholesky_ex(-tg.eye(2, dtype=tg.float64))
+    assert info.item() == 1
+    s = _t(_spd(_rng(40), 3), rg=True)
+    L, info = tg.linalg.cholesky_ex(s)
+    assert info.item() == 0
+    np.testing.assert_allclose(L.detach().numpy(), np.linalg.cholesky(s.detach().numpy()))
+    L.sum().backward()
+    assert s.grad is not None
+    with pytest.raises(tg.linalg.LinAlgError):
+        tg.linalg.inv_ex(tg.ones(3, 3), check_errors=True)

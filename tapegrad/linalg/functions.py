@@ -270,7 +270,7 @@ def inv_ex(A, *, check_errors=False, out=None):
     with D.no_grad():
         P = _prim(K.K_INV, A.detach(), n, n, 1 + nb + nb * n * n, flags=K.F_CHECK)
         info = _part(P, batch, 1).to(D.int32)
-    return _inv_ex_t(_Inv.apply(A) if A.requires_grad and D.is_grad_enabled() else
+    return _inv_ex_t(_inv_nocheck(A) if A.requires_grad and D.is_grad_enabled() else
                      _part(P, A._shape, 1 + nb), info)
 
 
@@ -374,9 +374,7 @@ def cholesky_ex(A, *, upper=False, check_errors=False, out=None):
         P, L = _cholesky_raw(src.detach(), True)
         info = _part(P, A._shape[:-2], 1).to(D.int32)
     if src.requires_grad and D.is_grad_enabled():
-        with Quiet():
-            ok = not P.numpy()[0]
-        if ok:
+        if _part(P, (), 0).item() == 0:         # (under compile: a guard on the outcome)
             L = _Cholesky.apply(src)
     return _cholesky_ex_t(_mT(L) if upper else L, info)
 
