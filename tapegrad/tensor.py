@@ -2193,12 +2193,13 @@ class _Retained:
 
 def _infer_dtype(data):
     a = np.asarray(data)
+    typed = isinstance(data, (np.ndarray, np.generic))     # NumPy scalars keep their dtype
     if a.dtype.kind == "f":
-        return D.get_default_dtype() if not isinstance(data, np.ndarray) else D.from_np(a.dtype)
+        return D.from_np(a.dtype) if typed else D.get_default_dtype()
     if a.dtype.kind == "b":
         return D.bool_
     if a.dtype.kind in "iu":
-        return D.from_np(a.dtype) if isinstance(data, np.ndarray) else D.int64
+        return D.from_np(a.dtype) if typed else D.int64
     if a.dtype == object:
         raise TypeError(f"tensor(): could not infer a dtype for {type(data).__name__} data")
     return D.from_np(a.dtype)

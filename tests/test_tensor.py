@@ -533,3 +533,13 @@ def test_set_num_threads_like_torch():
         assert tg.get_num_threads() == 2
     finally:
         tg.set_num_threads(before)
+
+
+@pytest.mark.parametrize("value", [np.float64(1.5), np.float32(1.5), np.int32(3), np.int64(3),
+                                   np.uint8(3), np.bool_(True)])
+def test_tensor_of_numpy_scalar_keeps_its_dtype(value):
+    t = tg.tensor(value)
+    assert np.dtype(t.numpy().dtype) == np.asarray(value).dtype
+    assert t.item() == value.item()
+    torch = pytest.importorskip("torch")
+    assert str(t.dtype) == str(torch.tensor(value).dtype)
