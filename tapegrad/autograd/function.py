@@ -202,32 +202,39 @@ class _Node:
         backward = cls.backward if cls.backward is not Function.backward else cls.vjp
         with D.no_grad():
             r = backward(ctx, *grads)
-        r = r if isinstance(r, tuple) else (r,)
-        n = len(self.args)
-        if len(r) != n:
-            if len(r) > n and all(g is None for g in r[n:]):
-                r = r[:n]
-            else:
-                raise RuntimeError(f"function {name} returned an incorrect number of gradients "
-                                   f"(expected {n}, got {len(r)})")
         with D.no_grad():
-            for k, (a, g) in enumerate(zip(self.args, r)):
-                if g is None:
-                    continue
-                if not isinstance(a, Tensor):
-                    raise RuntimeError(f"function {name} returned a gradient different than "
-                                       f"None at position {k + 1}, but the corresponding "
-                                       f"forward input was not a Variable")
-                if not self.needs[k]:
-                    continue
-                if not isinstance(g, Tensor):
-                    raise TypeError(f"function {name} returned a gradient of type "
-                                    f"{type(g).__name__} at position {k + 1}; expected a "
-                                    f"Tensor or None")
-                TAPE.add_grad(a._slot, _fit(g, a, name, k)._slot)
+            for a, g in checked_grads(name, self.args, self.needs, r):
+                TAPE.add_grad(a._slot, g._slot)
         if TAPE.R[record, 5] & FREED:       # no retain_graph: the saved tensors go
             ctx._saved, ctx._freed = (), True
             self.args = ()
+
+
+def checked_grads(name, args, needs, r):
+    """What a Function's backward returned (r), checked as torch checks it: the count (extra
+    Nones dropped), no gradient for an input that is not a tensor, a tensor for each input
+    that needs one. Yields (input, gradient fitted to the input's shape)."""
+    r = r if isinstance(r, tuple) else (r,)
+    n = len(args)
+    if len(r) != n:
+        if len(r) > n and all(g is None for g in r[n:]):
+            r = r[:n]
+        else:
+            raise RuntimeError(f"function {name} returned an incorrect number of gradients "
+                               f"(expected {n}, got {len(r)})")
+    for k, (a, g) in enumerate(zip(args, r)):
+        if g is None:
+            continue
+        if not isinstance(a, Tensor):
+            raise RuntimeError(f"function {name} returned a gradient different than None at "
+                               f"position {k + 1}, but the corresponding forward input was not "
+                               f"a Variable")
+        if not needs[k]:
+            continue
+        if not isinstance(g, Tensor):
+            raise TypeError(f"function {name} returned a gradient of type {type(g).__name__} "
+                            f"at position {k + 1}; expected a Tensor or None")
+        yield a, _fit(g, a, name, k)
 
 
 def _grad_output(s, shape, dt):

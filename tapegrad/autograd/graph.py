@@ -560,7 +560,7 @@ def _setstrided(ps, i, a, out, aux, flags, g):
 
 def _host(ps, i):
     """A host record (autograd.Function): its Python backward, with grad mode on."""
-    from .function import Function, _fit
+    from .function import Function, checked_grads
     node = TAPE.hosts[int(TAPE.M[ps.R[i, 4]])]
     cls, ctx, name = node.cls, node.ctx, node.ctx._name
     from ..factory import zeros
@@ -587,27 +587,8 @@ def _host(ps, i):
     finally:
         if ctx._saved is not saved and not getattr(ctx, "_freed", False):
             ctx._saved = saved
-    r = r if isinstance(r, tuple) else (r,)
-    n = len(node.args)
-    if len(r) != n:
-        if len(r) > n and all(x is None for x in r[n:]):
-            r = r[:n]
-        else:
-            raise RuntimeError(f"function {name} returned an incorrect number of gradients "
-                               f"(expected {n}, got {len(r)})")
-    for k, (a, gk) in enumerate(zip(node.args, r)):
-        if gk is None:
-            continue
-        if not isinstance(a, Tensor):
-            raise RuntimeError(f"function {name} returned a gradient different than None at "
-                               f"position {k + 1}, but the corresponding forward input was not "
-                               f"a Variable")
-        if not node.needs[k]:
-            continue
-        if not isinstance(gk, Tensor):
-            raise TypeError(f"function {name} returned a gradient of type {type(gk).__name__} "
-                            f"at position {k + 1}; expected a Tensor or None")
-        ps.add(a._slot, _fit(gk, a, name, k))
+    for a, g in checked_grads(name, node.args, node.needs, r):
+        ps.add(a._slot, g)
     if TAPE.R[i, 5] & FREED:
         ctx._saved, ctx._freed = (), True
         node.args = ()
